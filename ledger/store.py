@@ -1,0 +1,116 @@
+"""The store interface: what every backend (SQLite now, PostgreSQL later) provides.
+
+A store keeps the ``events`` table, the private-data table beside it, and runs the write
+transactions in which projections are updated inline. Nothing above this interface sees a driver.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateData:
+    """Personal data kept beside the log: the salt and canonical bytes its commitment covers."""
+
+    salt: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to append: its id, stream, stream version and canonical body."""
+
+    event_id: str
+    type: str
+    stream: str
+    version: int
+    body: bytes
+    private: PrivateData | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A row of the log, with its private data where that still exists."""
+
+    seq: int
+    event_id: str
+    type: str
+    stream: str
+    version: int
+    body: bytes
+    prev_hash: bytes
+    hash: bytes
+    private: PrivateData | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last position of the log and its hash (``seq`` 0 and 32 zero bytes when empty)."""
+
+    seq: int
+    hash: bytes
+
+
+Row = tuple[Any, ...]
+
+
+class WriteTransaction(abc.ABC):
+    """One exclusive write transaction: nobody else appends until it commits or rolls back."""
+
+    head: Head
+    """The head of the log inside this transaction (moves with each append)."""
+
+    @abc.abstractmethod
+    async def read_after(self, seq: int) -> list[StoredEvent]:
+        """Events committed after ``seq`` (by any writer), in order."""
+
+    @abc.abstractmethod
+    async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Append after the current head, chaining hashes; raises ConcurrencyError on conflict."""
+
+    @abc.abstractmethod
+    async def execute_many(self, sql: str, rows: Sequence[Row]) -> None:
+        """Run a projection statement (``?`` placeholders) once per row, in this transaction."""
+
+    @abc.abstractmethod
+    async def execute_script(self, sql: str) -> None:
+        """Run projection DDL (shadow tables, swaps) inside this transaction."""
+
+
+class EventStore(abc.ABC):
+    """An append-only, hash-chained event log."""
+
+    @abc.abstractmethod
+    async def head(self) -> Head:
+        """The current head of the log."""
+
+    @abc.abstractmethod
+    def read(
+        self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """Events with ``after < seq <= upto`` in order, in chunks; optionally one stream prefix."""
+
+    @abc.abstractmethod
+    def write(self) -> AbstractAsyncContextManager[WriteTransaction]:
+        """An exclusive write transaction, committed durably when the block exits cleanly."""
+
+    @abc.abstractmethod
+    async def changed(self) -> bool:
+        """Whether anyone may have committed since the last call (cheap; used to catch up)."""
+
+    @abc.abstractmethod
+    async def execute_script(self, sql: str) -> None:
+        """Create projection tables and indexes (idempotent DDL)."""
+
+    @abc.abstractmethod
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Read rows from the projection tables."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the connections."""

@@ -1,0 +1,317 @@
+"""Commands, and the batch handler that decides them inside the write transaction.
+
+For each batch the handler first catches up with whatever other writers appended, then decides every
+command against a scratch state (the live state plus the batch so far), appends the events, and
+writes the inline projection rows, all in one transaction. The live state moves only on commit.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ledger.chain import commitment
+from ledger.codec import canonical
+from ledger.errors import CorruptEventError
+from ledger.events import (
+    CandidateAdded,
+    Event,
+    PollClosed,
+    PollCreated,
+    PollOpened,
+    UserRegistered,
+    VoteCast,
+    encode,
+)
+from ledger.store import NewEvent, PrivateData, StoredEvent, WriteTransaction
+from ledger.writer import BatchOutcome
+from projections.errors import DomainError, IdempotencyConflictError, PollConfigError
+from projections.model import Poll
+from projections.overlay import scratch, touched
+from projections.rules import violation
+from projections.state import LedgerState, PrivateFields, VoteRecord
+from projections.tables import PROJECTIONS, rows_of, write_rows
+
+
+@dataclass(frozen=True)
+class RegisterUser:
+    """Sign a user up. ``email`` must already be normalized; the hash is computed by the caller."""
+
+    email: str
+    name: str
+    password_hash: str
+    part: str | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class CastVote:
+    """Vote for a candidate of a poll, optionally under a client idempotency key."""
+
+    user_id: str
+    poll_id: str
+    candidate_id: int
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    name: str
+    part: str | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class PollSpec:
+    """A poll as the polls file describes it."""
+
+    poll_id: str
+    title: str
+    policy: str = "single"
+    results: str = "always"
+    legacy: bool = False
+    same_part: str | None = None
+    not_own_team: bool = False
+    opens_at: int | None = None
+    closes_at: int | None = None
+    open: bool = True
+    candidates: tuple[CandidateSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class SyncPolls:
+    """Append whatever of the polls file the ledger does not have yet (idempotent)."""
+
+    polls: tuple[PollSpec, ...]
+
+
+@dataclass(frozen=True)
+class SetPollStatus:
+    """Open or close a poll."""
+
+    poll_id: str
+    open: bool
+
+
+Command = RegisterUser | CastVote | SyncPolls | SetPollStatus
+
+
+@dataclass(frozen=True)
+class Registered:
+    user_id: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The events a command appended (none when there was nothing to do)."""
+
+    seqs: tuple[int, ...]
+    types: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+Result = Registered | VoteRecord | Appended
+
+
+@dataclass
+class _Pending:
+    """One event decided in this batch, waiting for its position in the log."""
+
+    event: Event
+    version: int
+    private: PrivateFields | None = None
+    salt: bytes = b""
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
+    user_id = uuid.uuid4().hex
+    private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
+    salt = os.urandom(16)
+    event = UserRegistered(
+        user_id, commitment(salt, canonical(private.as_dict())), cmd.part, cmd.team
+    )
+    return [_Pending(event, 1, private, salt)]
+
+
+def _decide_vote(view: LedgerState, cmd: CastVote, now_ms: int) -> list[_Pending] | VoteRecord:
+    if cmd.key is not None:
+        earlier = view.idempotency.get((cmd.user_id, cmd.key))
+        if earlier is not None:
+            if (earlier.poll_id, earlier.candidate_id) != (cmd.poll_id, cmd.candidate_id):
+                raise IdempotencyConflictError(
+                    "this Idempotency-Key was used for a different vote"
+                )
+            return earlier
+    ballot = view.ballots.get((cmd.poll_id, cmd.user_id))
+    version = ballot.count + 1 if ballot else 1
+    return [_Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, cmd.key), version)]
+
+
+def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], list[str]]:
+    pending: list[_Pending] = []
+    notes: list[str] = []
+    legacy = [p.poll_id for p in cmd.polls if p.legacy]
+    if view.legacy_poll_id is not None and legacy and legacy != [view.legacy_poll_id]:
+        raise PollConfigError(
+            f"poll {view.legacy_poll_id!r} is already the legacy poll; {legacy[0]!r} cannot be"
+        )
+    next_id = max(view.candidates, default=0) + 1
+    for spec in cmd.polls:
+        poll = view.polls.get(spec.poll_id)
+        version = 1
+        if poll is None:
+            pending.append(_Pending(PollCreated(
+                spec.poll_id, spec.title, spec.policy, spec.results, spec.legacy,
+                spec.same_part, spec.not_own_team, spec.opens_at, spec.closes_at,
+            ), version))
+            version += 1
+            known: set[str] = set()
+        else:
+            version = _poll_version(poll)
+            known = {c.name for c in poll.candidates.values()}
+            if (poll.title, poll.policy, poll.results) != (spec.title, spec.policy, spec.results):
+                notes.append(
+                    f"poll {spec.poll_id!r} is already in the ledger with other settings; "
+                    "the ledger's are kept"
+                )
+        for candidate in spec.candidates:
+            if candidate.name in known:
+                continue
+            pending.append(_Pending(CandidateAdded(
+                spec.poll_id, next_id, candidate.name, candidate.part, candidate.team
+            ), version))
+            next_id += 1
+            version += 1
+        if poll is None and spec.open:
+            pending.append(_Pending(PollOpened(spec.poll_id), version))
+    return pending, notes
+
+
+def _poll_version(poll: Poll) -> int:
+    """The next version of a poll's stream."""
+    return poll.stream_version + 1
+
+
+def _decide_status(view: LedgerState, cmd: SetPollStatus) -> list[_Pending]:
+    poll = view.polls.get(cmd.poll_id)
+    if poll is None:
+        raise PollConfigError(f"no poll {cmd.poll_id!r}")
+    wanted = "open" if cmd.open else "closed"
+    if poll.status == wanted:
+        return []
+    event = PollOpened(cmd.poll_id) if cmd.open else PollClosed(cmd.poll_id)
+    return [_Pending(event, _poll_version(poll))]
+
+
+class Decider:
+    """The group-commit batch handler: keeps ``state`` in step with the log and decides commands."""
+
+    def __init__(self, state: LedgerState, clock: Callable[[], int]) -> None:
+        self.state = state
+        self._clock = clock
+
+    async def catch_up(self, tx: WriteTransaction) -> None:
+        """Fold in everything other writers appended; the log must not be behind the state."""
+        for stored in await tx.read_after(self.state.head_seq):
+            if stored.seq > self.state.head_seq:
+                self.state.apply_stored(stored)
+        if tx.head.seq != self.state.head_seq:
+            raise CorruptEventError(
+                f"the log ends at seq {tx.head.seq} but the projections are at "
+                f"{self.state.head_seq}: run the audit"
+            )
+
+    async def __call__(
+        self, tx: WriteTransaction, commands: Sequence[Command]
+    ) -> BatchOutcome[Result]:
+        await self.catch_up(tx)
+        view = scratch(self.state)
+        now_ms = self._clock()
+        pending: list[_Pending] = []
+        spans: list[tuple[int, int, list[str]] | VoteRecord | Exception] = []
+        for command in commands:
+            try:
+                decided, notes = self._decide(view, command, now_ms)
+            except DomainError as exc:
+                spans.append(exc)
+                continue
+            if isinstance(decided, VoteRecord):
+                spans.append(decided)
+                continue
+            start = len(pending)
+            try:
+                for item in decided:
+                    error = violation(view, item.event, item.private)
+                    if error is not None:
+                        raise error
+                    view.apply(view.head_seq + 1, b"", item.event, item.private)
+                    pending.append(item)
+            except DomainError as exc:
+                if len(pending) > start:  # half a command applied: fail the batch, not the rules
+                    raise RuntimeError(f"{type(command).__name__} broke a rule midway") from exc
+                spans.append(exc)
+                continue
+            spans.append((start, len(pending), notes))
+        stored = await tx.append([self._new_event(p) for p in pending])
+        tables = rows_of(
+            touched(view.users).values(), touched(view.polls).values(),
+            touched(view.ballots), touched(view.idempotency),
+        )
+        if stored:
+            tables["projection_position"] = [
+                (name, stored[-1].seq, stored[-1].hash) for name in PROJECTIONS
+            ]
+        await write_rows(tx, tables)
+        results = [self._result(span, commands[i], stored) for i, span in enumerate(spans)]
+
+        def on_commit() -> None:
+            for item, row in zip(pending, stored, strict=True):
+                self.state.apply(row.seq, row.hash, item.event, item.private)
+
+        return BatchOutcome(results, on_commit)
+
+    def _decide(
+        self, view: LedgerState, command: Command, now_ms: int
+    ) -> tuple[list[_Pending] | VoteRecord, list[str]]:
+        if isinstance(command, CastVote):
+            return _decide_vote(view, command, now_ms), []
+        if isinstance(command, RegisterUser):
+            return _decide_register(view, command), []
+        if isinstance(command, SyncPolls):
+            return _decide_sync(view, command)
+        return _decide_status(view, command), []
+
+    @staticmethod
+    def _new_event(p: _Pending) -> NewEvent:
+        private = None
+        if p.private is not None:
+            private = PrivateData(p.salt, canonical(p.private.as_dict()))
+        return NewEvent(
+            p.event_id, p.event.TYPE, p.event.stream(), p.version,
+            encode(p.event_id, p.event, p.version), private,
+        )
+
+    @staticmethod
+    def _result(
+        span: tuple[int, int, list[str]] | VoteRecord | Exception,
+        command: Command,
+        stored: list[StoredEvent],
+    ) -> Result | Exception:
+        if isinstance(span, Exception | VoteRecord):
+            return span
+        start, end, notes = span
+        rows = stored[start:end]
+        if isinstance(command, RegisterUser):
+            event = rows[0]
+            return Registered(_user_id(event), event.seq)
+        if isinstance(command, CastVote):
+            return VoteRecord(rows[0].seq, command.poll_id, command.candidate_id)
+        return Appended(tuple(r.seq for r in rows), tuple(r.type for r in rows), tuple(notes))
+
+
+def _user_id(event: StoredEvent) -> str:
+    return event.stream.removeprefix("user:")

@@ -1,0 +1,79 @@
+"""A scratch state for deciding one batch: the live state plus the batch's own changes.
+
+Commands of a batch must see the effects of the commands before them, but readers must not see
+anything until the batch commits. The scratch state layers copy-on-read maps over the live ones, so
+the very same fold (``LedgerState.apply``) runs on it without touching the live objects.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import replace
+from typing import Any, Generic, TypeVar
+
+from projections.model import Poll
+from projections.state import LedgerState
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Layer(MutableMapping[K, V], Generic[K, V]):
+    """A dict layered over ``base``: writes stay here; reads copy a base value here first."""
+
+    def __init__(self, base: dict[K, V], copier: Callable[[V], V] | None = None) -> None:
+        self.base = base
+        self.own: dict[K, V] = {}
+        self._copier = copier
+
+    def __getitem__(self, key: K) -> V:
+        try:
+            return self.own[key]
+        except KeyError:
+            value = self.base[key]
+            if self._copier is not None:
+                value = self.own[key] = self._copier(value)
+            return value
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self.own[key] = value
+
+    def __delitem__(self, key: K) -> None:
+        raise TypeError("projections never forget")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.own or key in self.base
+
+    def __iter__(self) -> Iterator[K]:
+        yield from self.own
+        yield from (k for k in self.base if k not in self.own)
+
+    def __len__(self) -> int:
+        return len(self.base) + sum(1 for k in self.own if k not in self.base)
+
+
+def _copy_poll(poll: Poll) -> Poll:
+    return replace(poll, candidates={k: copy.copy(c) for k, c in poll.candidates.items()})
+
+
+def scratch(state: LedgerState) -> LedgerState:
+    """A state that reads through to ``state`` and keeps every change to itself."""
+    layered: Any = LedgerState(
+        head_seq=state.head_seq,
+        head_hash=state.head_hash,
+        users=Layer(state.users),  # type: ignore[arg-type]
+        users_by_email=Layer(state.users_by_email),  # type: ignore[arg-type]
+        polls=Layer(state.polls, _copy_poll),  # type: ignore[arg-type]
+        candidates=Layer(state.candidates),  # type: ignore[arg-type]
+        ballots=Layer(state.ballots, copy.copy),  # type: ignore[arg-type]
+        idempotency=Layer(state.idempotency),  # type: ignore[arg-type]
+        legacy_poll_id=state.legacy_poll_id,
+    )
+    result: LedgerState = layered
+    return result
+
+
+def touched(mapping: MutableMapping[K, V]) -> dict[K, V]:
+    """What a scratch map holds of its own (everything the batch added or changed)."""
+    return mapping.own if isinstance(mapping, Layer) else dict(mapping)

@@ -1,0 +1,81 @@
+"""The vote ledger as the API sees it: a state kept in step with the log, and a group-commit writer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from ledger.errors import CorruptEventError
+from ledger.store import EventStore, StoredEvent
+from ledger.writer import GroupCommitWriter
+from projections.commands import Command, Decider, Result
+from projections.state import LedgerState
+from projections.tables import ddl
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch: the ``at`` recorded with each vote."""
+    return time.time_ns() // 1_000_000
+
+
+def fold_into(state: LedgerState, events: Iterable[StoredEvent]) -> None:
+    """Fold rows of the log into ``state``, skipping those it already holds."""
+    for event in events:
+        if event.seq > state.head_seq:
+            state.apply_stored(event)
+
+
+async def replay(store: EventStore, upto: int | None = None) -> LedgerState:
+    """A fresh fold of the log (up to ``upto``)."""
+    state = LedgerState()
+    async for chunk in store.read(upto=upto):
+        fold_into(state, chunk)
+    return state
+
+
+class VoteLedger:
+    """Reads answer from ``state``; every command goes through the one group-commit writer."""
+
+    def __init__(
+        self, store: EventStore, state: LedgerState, clock: Callable[[], int], max_batch: int
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self._writer: GroupCommitWriter[Command, Result] = GroupCommitWriter(
+            store, Decider(state, clock), max_batch
+        )
+
+    @classmethod
+    async def open(
+        cls, store: EventStore, clock: Callable[[], int] = wall_clock_ms, max_batch: int = 512
+    ) -> VoteLedger:
+        """Replay the log into memory and start the writer."""
+        await store.execute_script(ddl())
+        state = await replay(store)
+        rows = await store.fetch_all("SELECT max(seq) FROM projection_position")
+        position = rows[0][0] if rows and rows[0][0] is not None else 0
+        if position > state.head_seq:
+            raise CorruptEventError(
+                f"the projections are at seq {position} but the log ends at {state.head_seq}: "
+                "the log lost events; run the audit"
+            )
+        ledger = cls(store, state, clock, max_batch)
+        await store.changed()
+        ledger._writer.start()
+        return ledger
+
+    async def refresh(self) -> None:
+        """Catch up with appends made by other processes (a cheap check when there are none)."""
+        if await self.store.changed():
+            async for chunk in self.store.read(after=self.state.head_seq):
+                fold_into(self.state, chunk)
+
+    async def execute(self, command: Command) -> Result:
+        """Decide and durably commit one command; raises its DomainError if refused."""
+        return await self._writer.submit(command)
+
+    async def close(self) -> None:
+        """Commit or refuse everything queued, then release the store."""
+        await self._writer.close()
+        await self.store.close()

@@ -1,0 +1,176 @@
+"""The fold: ``LedgerState.apply`` turns the log, event by event, into the read model.
+
+It is pure (no clock, no randomness, no I/O) so that replaying the same log always yields the same
+state: the service, the rebuild, the audit and time travel all use this one fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledger.chain import GENESIS_HASH
+from ledger.codec import parse
+from ledger.errors import CorruptEventError
+from ledger.events import (
+    CandidateAdded,
+    Event,
+    PollClosed,
+    PollCreated,
+    PollOpened,
+    UserRegistered,
+    VoteCast,
+    decode,
+)
+from ledger.store import PrivateData, StoredEvent
+from projections.model import Ballot, Candidate, Poll, User
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateFields:
+    """The personal data of a registration, as kept beside the log."""
+
+    email: str
+    name: str
+    password_hash: str
+
+    @classmethod
+    def from_private(cls, private: PrivateData) -> PrivateFields:
+        raw = parse(private.body)
+        if not isinstance(raw, dict) or set(raw) != {"email", "name", "password_hash"}:
+            raise CorruptEventError("private data does not hold email, name and password_hash")
+        if not all(isinstance(v, str) for v in raw.values()):
+            raise CorruptEventError("private data fields must be strings")
+        return cls(raw["email"], raw["name"], raw["password_hash"])
+
+    def as_dict(self) -> dict[str, str]:
+        return {"email": self.email, "name": self.name, "password_hash": self.password_hash}
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRecord:
+    """Where a vote landed: the ledger position and what it was for."""
+
+    seq: int
+    poll_id: str
+    candidate_id: int
+
+
+@dataclass
+class LedgerState:
+    """Everything the projections know, as of ``head_seq``."""
+
+    head_seq: int = 0
+    head_hash: bytes = GENESIS_HASH
+    users: dict[str, User] = field(default_factory=dict)
+    users_by_email: dict[str, str] = field(default_factory=dict)
+    polls: dict[str, Poll] = field(default_factory=dict)
+    candidates: dict[int, Candidate] = field(default_factory=dict)
+    ballots: dict[tuple[str, str], Ballot] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], VoteRecord] = field(default_factory=dict)
+    legacy_poll_id: str | None = None
+    events_by_type: dict[str, int] = field(default_factory=dict)
+
+    def apply_stored(self, stored: StoredEvent) -> Event:
+        """Decode a row of the log and fold it in; rows at or before the head are skipped."""
+        envelope = decode(stored.body)
+        private = PrivateFields.from_private(stored.private) if stored.private else None
+        self.apply(stored.seq, stored.hash, envelope.event, private)
+        return envelope.event
+
+    def apply(
+        self, seq: int, digest: bytes, event: Event, private: PrivateFields | None = None
+    ) -> None:
+        """Fold one event in. ``seq`` must be the next position of the log."""
+        if seq != self.head_seq + 1:
+            raise CorruptEventError(f"expected seq {self.head_seq + 1}, got {seq}")
+        handler = _HANDLERS[type(event)]
+        handler(self, seq, event, private)
+        self.head_seq, self.head_hash = seq, digest
+        self.events_by_type[event.TYPE] = self.events_by_type.get(event.TYPE, 0) + 1
+
+    @property
+    def legacy_poll(self) -> Poll | None:
+        """The poll that ``/candidates`` and ``/vote`` serve, if any."""
+        return self.polls.get(self.legacy_poll_id) if self.legacy_poll_id else None
+
+    def user_by_email(self, email: str) -> User | None:
+        user_id = self.users_by_email.get(email)
+        return self.users.get(user_id) if user_id else None
+
+
+def _user_registered(
+    state: LedgerState, seq: int, event: UserRegistered, private: PrivateFields | None
+) -> None:
+    user = User(
+        event.user_id,
+        private.email if private else None,
+        private.name if private else None,
+        private.password_hash if private else None,
+        event.part,
+        event.team,
+        seq,
+    )
+    state.users[event.user_id] = user
+    if user.email is not None:
+        state.users_by_email[user.email] = event.user_id
+
+
+def _poll_created(state: LedgerState, seq: int, event: PollCreated, _: object) -> None:
+    state.polls[event.poll_id] = Poll(
+        event.poll_id, event.title, event.policy, event.results, event.legacy,
+        event.same_part, event.not_own_team, event.opens_at, event.closes_at, seq,
+    )
+    if event.legacy:
+        state.legacy_poll_id = event.poll_id
+
+
+def _candidate_added(state: LedgerState, seq: int, event: CandidateAdded, _: object) -> None:
+    candidate = Candidate(
+        event.candidate_id, event.poll_id, event.name, event.part, event.team, seq
+    )
+    poll = state.polls[event.poll_id]
+    poll.candidates[event.candidate_id] = candidate
+    poll.stream_version += 1
+    state.candidates[event.candidate_id] = candidate
+
+
+def _poll_opened(state: LedgerState, seq: int, event: PollOpened, _: object) -> None:
+    poll = state.polls[event.poll_id]
+    poll.status = "open"
+    poll.stream_version += 1
+
+
+def _poll_closed(state: LedgerState, seq: int, event: PollClosed, _: object) -> None:
+    poll = state.polls[event.poll_id]
+    poll.status = "closed"
+    poll.stream_version += 1
+
+
+def _vote_cast(state: LedgerState, seq: int, event: VoteCast, _: object) -> None:
+    poll = state.polls[event.poll_id]
+    key = (event.poll_id, event.user_id)
+    ballot = state.ballots.get(key)
+    candidate = poll.candidates[event.candidate_id]
+    if ballot is not None and poll.policy == "changeable":
+        poll.candidates[ballot.candidate_id].votes -= 1
+    else:
+        poll.total_votes += 1
+    candidate.votes += 1
+    if ballot is None:
+        state.ballots[key] = Ballot(event.candidate_id, 1, seq)
+    else:
+        ballot.candidate_id, ballot.count, ballot.seq = event.candidate_id, ballot.count + 1, seq
+    if event.key is not None:
+        state.idempotency[(event.user_id, event.key)] = VoteRecord(
+            seq, event.poll_id, event.candidate_id
+        )
+
+
+_HANDLERS = {
+    UserRegistered: _user_registered,
+    PollCreated: _poll_created,
+    CandidateAdded: _candidate_added,
+    PollOpened: _poll_opened,
+    PollClosed: _poll_closed,
+    VoteCast: _vote_cast,
+}
