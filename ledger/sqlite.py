@@ -137,6 +137,13 @@ class SqliteWriteTransaction(WriteTransaction):
         except sqlite3.Error as exc:
             raise translate(exc, self._path) from exc
 
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            async with self._conn.execute(sql, params) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path) from exc
+
     async def execute_script(self, sql: str) -> None:
         try:
             for statement in _statements(sql):

@@ -81,6 +81,10 @@ class WriteTransaction(abc.ABC):
     async def execute_script(self, sql: str) -> None:
         """Run projection DDL (shadow tables, swaps) inside this transaction."""
 
+    @abc.abstractmethod
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Read projection rows as this transaction sees them."""
+
 
 class EventStore(abc.ABC):
     """An append-only, hash-chained event log."""

@@ -28,9 +28,8 @@ from ledger.events import (
 from ledger.store import NewEvent, PrivateData, StoredEvent, WriteTransaction
 from ledger.writer import BatchOutcome
 from projections.errors import DomainError, IdempotencyConflictError, PollConfigError
-from projections.model import Poll
 from projections.overlay import scratch, touched
-from projections.rules import violation
+from projections.rules import expected_version, violation
 from projections.state import LedgerState, PrivateFields, VoteRecord
 from projections.tables import PROJECTIONS, rows_of, write_rows
 
@@ -121,7 +120,7 @@ class _Pending:
     """One event decided in this batch, waiting for its position in the log."""
 
     event: Event
-    version: int
+    version: int = 0
     private: PrivateFields | None = None
     salt: bytes = b""
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -134,7 +133,7 @@ def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
     event = UserRegistered(
         user_id, commitment(salt, canonical(private.as_dict())), cmd.part, cmd.team
     )
-    return [_Pending(event, 1, private, salt)]
+    return [_Pending(event, 0, private, salt)]
 
 
 def _decide_vote(view: LedgerState, cmd: CastVote, now_ms: int) -> list[_Pending] | VoteRecord:
@@ -146,9 +145,7 @@ def _decide_vote(view: LedgerState, cmd: CastVote, now_ms: int) -> list[_Pending
                     "this Idempotency-Key was used for a different vote"
                 )
             return earlier
-    ballot = view.ballots.get((cmd.poll_id, cmd.user_id))
-    version = ballot.count + 1 if ballot else 1
-    return [_Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, cmd.key), version)]
+    return [_Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, cmd.key))]
 
 
 def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], list[str]]:
@@ -162,16 +159,13 @@ def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], lis
     next_id = max(view.candidates, default=0) + 1
     for spec in cmd.polls:
         poll = view.polls.get(spec.poll_id)
-        version = 1
         if poll is None:
             pending.append(_Pending(PollCreated(
                 spec.poll_id, spec.title, spec.policy, spec.results, spec.legacy,
                 spec.same_part, spec.not_own_team, spec.opens_at, spec.closes_at,
-            ), version))
-            version += 1
+            )))
             known: set[str] = set()
         else:
-            version = _poll_version(poll)
             known = {c.name for c in poll.candidates.values()}
             if (poll.title, poll.policy, poll.results) != (spec.title, spec.policy, spec.results):
                 notes.append(
@@ -183,17 +177,11 @@ def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], lis
                 continue
             pending.append(_Pending(CandidateAdded(
                 spec.poll_id, next_id, candidate.name, candidate.part, candidate.team
-            ), version))
+            )))
             next_id += 1
-            version += 1
         if poll is None and spec.open:
-            pending.append(_Pending(PollOpened(spec.poll_id), version))
+            pending.append(_Pending(PollOpened(spec.poll_id)))
     return pending, notes
-
-
-def _poll_version(poll: Poll) -> int:
-    """The next version of a poll's stream."""
-    return poll.stream_version + 1
 
 
 def _decide_status(view: LedgerState, cmd: SetPollStatus) -> list[_Pending]:
@@ -203,8 +191,7 @@ def _decide_status(view: LedgerState, cmd: SetPollStatus) -> list[_Pending]:
     wanted = "open" if cmd.open else "closed"
     if poll.status == wanted:
         return []
-    event = PollOpened(cmd.poll_id) if cmd.open else PollClosed(cmd.poll_id)
-    return [_Pending(event, _poll_version(poll))]
+    return [_Pending(PollOpened(cmd.poll_id) if cmd.open else PollClosed(cmd.poll_id))]
 
 
 class Decider:
@@ -248,6 +235,7 @@ class Decider:
                     error = violation(view, item.event, item.private)
                     if error is not None:
                         raise error
+                    item.version = expected_version(view, item.event)
                     view.apply(view.head_seq + 1, b"", item.event, item.private)
                     pending.append(item)
             except DomainError as exc:

@@ -31,6 +31,17 @@ from projections.model import POLICIES, VISIBILITIES
 from projections.state import LedgerState, PrivateFields
 
 
+def expected_version(state: LedgerState, event: Event) -> int:
+    """The stream version ``event`` must take when appended after ``state``."""
+    if isinstance(event, VoteCast):
+        ballot = state.ballots.get((event.poll_id, event.user_id))
+        return ballot.count + 1 if ballot else 1
+    if isinstance(event, CandidateAdded | PollOpened | PollClosed):
+        poll = state.polls.get(event.poll_id)
+        return poll.stream_version + 1 if poll else 1
+    return 1
+
+
 def violation(
     state: LedgerState, event: Event, private: PrivateFields | None = None
 ) -> DomainError | None:

@@ -46,6 +46,11 @@ KEYS = {
     "projection_position": "name",
 }
 
+SEQ_COLUMN = {
+    "users": 6, "polls": 11, "candidates": 6, "ballots": 4, "idempotency": 2,
+    "projection_position": 1,
+}
+
 PROJECTIONS = ("users", "polls", "candidates", "ballots", "idempotency")
 
 

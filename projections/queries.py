@@ -1,0 +1,92 @@
+"""Read-side questions answered from the fold: tallies (now or as of a position), visibility, ballots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.store import EventStore
+from projections.errors import ResultsNotOpenError, UnknownPollError
+from projections.model import Ballot, Poll
+from projections.state import LedgerState
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One candidate's votes in a result."""
+
+    candidate_id: int
+    name: str
+    votes: int
+    share: float
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    """A poll's totals as of a ledger position."""
+
+    poll_id: str
+    as_of: int
+    total_votes: int
+    candidates: list[Tally]
+
+
+def get_poll(state: LedgerState, poll_id: str) -> Poll:
+    poll = state.polls.get(poll_id)
+    if poll is None:
+        raise UnknownPollError(f"no poll {poll_id!r}")
+    return poll
+
+
+def results_visible(state: LedgerState, poll: Poll, user_id: str | None, now_ms: int) -> bool:
+    """Whether ``user_id`` (None: anonymous) may see the poll's results now."""
+    if poll.results == "always":
+        return True
+    closed = poll.public_status(now_ms) == "closed" and poll.status != "pending"
+    if poll.results == "after_close":
+        return closed
+    return closed or (user_id is not None and (poll.poll_id, user_id) in state.ballots)
+
+
+def tally(poll: Poll, as_of: int) -> Results:
+    """The poll's totals as this fold has them."""
+    total = poll.total_votes
+    return Results(
+        poll.poll_id,
+        as_of,
+        total,
+        [
+            Tally(c.candidate_id, c.name, c.votes, round(c.votes / total, 4) if total else 0.0)
+            for c in sorted(poll.candidates.values(), key=lambda c: c.candidate_id)
+        ],
+    )
+
+
+def check_results_visible(state: LedgerState, poll: Poll, user_id: str | None, now_ms: int) -> None:
+    if not results_visible(state, poll, user_id, now_ms):
+        rule = "after you vote" if poll.results == "after_vote" else "after the poll closes"
+        raise ResultsNotOpenError(f"the results of this poll open {rule}")
+
+
+async def tally_at(store: EventStore, poll_id: str, seq: int) -> Results:
+    """The poll's totals as they stood at ledger position ``seq``: a fold of the log up to it.
+
+    Only the poll's own stream and its ballots are read; votes need nothing else to be counted.
+    """
+    state = LedgerState()
+    events = []
+    async for chunk in store.read(upto=seq, stream_prefix=f"poll:{poll_id}"):
+        events += [e for e in chunk if e.stream == f"poll:{poll_id}"]
+    async for chunk in store.read(upto=seq, stream_prefix=f"ballot:{poll_id}:"):
+        events += chunk
+    events.sort(key=lambda e: e.seq)
+    for event in events:
+        state.head_seq = event.seq - 1  # a partial fold: positions have gaps by design
+        state.apply_stored(event)
+    poll = state.polls.get(poll_id)
+    if poll is None:
+        raise UnknownPollError(f"poll {poll_id!r} did not exist at seq {seq}")
+    return tally(poll, seq)
+
+
+def ballot_of(state: LedgerState, poll_id: str, user_id: str) -> Ballot | None:
+    return state.ballots.get((poll_id, user_id))

@@ -1,0 +1,54 @@
+"""Small builders and checks shared by the ledger tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from ledger.chain import GENESIS_HASH, link
+from ledger.events import PollOpened, UserRegistered, encode
+from ledger.store import EventStore, NewEvent, PrivateData, StoredEvent
+
+
+def user_event(user_id: str | None = None, private: PrivateData | None = None) -> NewEvent:
+    """A registration ready to append (stream ``user:<id>``, version 1)."""
+    event = UserRegistered(user_id or uuid.uuid4().hex, commitment="0" * 64)
+    event_id = str(uuid.uuid4())
+    return NewEvent(event_id, event.TYPE, event.stream(), 1, encode(event_id, event, 1), private)
+
+
+def poll_event(poll_id: str, version: int) -> NewEvent:
+    """An event of stream ``poll:<id>`` at ``version`` (the store does not care which type)."""
+    event = PollOpened(poll_id)
+    event_id = str(uuid.uuid4())
+    return NewEvent(event_id, event.TYPE, event.stream(), version, encode(event_id, event, version))
+
+
+def user_events(count: int) -> list[NewEvent]:
+    return [user_event() for _ in range(count)]
+
+
+async def append(store: EventStore, events: list[NewEvent]) -> list[StoredEvent]:
+    """Append ``events`` in one committed write transaction."""
+    async with store.write() as tx:
+        return await tx.append(events)
+
+
+async def read_all(
+    store: EventStore, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
+) -> list[StoredEvent]:
+    """Every event ``store.read`` yields, chunks flattened."""
+    return [
+        event
+        async for chunk in store.read(after=after, upto=upto, stream_prefix=stream_prefix)
+        for event in chunk
+    ]
+
+
+def assert_chain(events: list[StoredEvent]) -> None:
+    """``events`` are the whole log: seq gapless from 1, each hash recomputed from the stored body."""
+    prev = GENESIS_HASH
+    for expected_seq, event in enumerate(events, start=1):
+        assert event.seq == expected_seq, f"gap or disorder at seq {expected_seq}"
+        assert event.prev_hash == prev, f"seq {event.seq} does not link to the hash before it"
+        assert event.hash == link(prev, event.body), f"seq {event.seq} hash does not recompute"
+        prev = event.hash

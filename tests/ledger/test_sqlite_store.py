@@ -1,0 +1,317 @@
+"""The SQLite store: the contract, plus what only a SQLite file can show."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+import ledger.sqlite
+from ledger.chain import link
+from ledger.errors import NotALedgerError, SchemaTooNewError, StoreUnavailableError
+from ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteEventStore
+from ledger.store import EventStore, Head
+from tests.ledger.contract import EventStoreContract
+from tests.ledger.helpers import append, assert_chain, poll_event, read_all, user_event, user_events
+
+
+def ledger_file(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.db"
+
+
+class TestSqliteEventStore(EventStoreContract):
+    async def create_store(self, tmp_path: Path) -> EventStore:
+        return await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+
+    async def open_again(self, tmp_path: Path) -> EventStore:
+        return await SqliteEventStore.open(ledger_file(tmp_path))
+
+
+async def make_ledger(tmp_path: Path, events: int = 3) -> Path:
+    """A closed ledger file holding ``events`` registrations."""
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        if events:
+            await append(store, user_events(events))
+    finally:
+        await store.close()
+    return path
+
+
+def fingerprint(path: Path) -> tuple[str, int]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+# --- append-only ----------------------------------------------------------------------------
+
+
+async def test_events_cannot_be_updated(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path)
+    with closing(sqlite3.connect(path)) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE events SET body = x'00' WHERE seq = 2")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE events SET type = type")
+
+
+async def test_events_cannot_be_deleted(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path)
+    with closing(sqlite3.connect(path)) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM events WHERE seq = 3")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM events")
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (3,)
+
+
+def raw_row(seq: int, prev_hash: bytes, stream: str = "poll:forged") -> tuple[object, ...]:
+    event = poll_event(stream.removeprefix("poll:"), seq)
+    return (seq, event.event_id, event.type, event.stream, event.version, event.body, prev_hash,
+            link(prev_hash, event.body))
+
+
+INSERT = "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)"
+
+
+@pytest.mark.parametrize(
+    ("seq", "prev_from"),
+    [(5, 3), (3, 2), (1, None), (4, 2), (4, None), (0, None), (-1, None)],
+    ids=["gap", "reused-seq", "reused-first", "wrong-prev", "zero-prev", "seq-zero", "negative-seq"],
+)
+async def test_an_insert_that_does_not_extend_the_chain_is_refused(
+    tmp_path: Path, seq: int, prev_from: int | None
+) -> None:
+    path = await make_ledger(tmp_path)
+    with closing(sqlite3.connect(path)) as conn:
+        hashes = dict(conn.execute("SELECT seq, hash FROM events"))
+        prev = hashes[prev_from] if prev_from else bytes(32)
+        with pytest.raises(sqlite3.IntegrityError, match="extend the chain"):
+            conn.execute(INSERT, raw_row(seq, prev))
+
+
+async def test_an_insert_that_extends_the_chain_is_accepted(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path)
+    with closing(sqlite3.connect(path)) as conn:
+        (head,) = conn.execute("SELECT hash FROM events WHERE seq = 3").fetchone()
+        with conn:
+            conn.execute(INSERT, raw_row(4, head))
+    store = await SqliteEventStore.open(path)
+    try:
+        assert_chain(await read_all(store))
+    finally:
+        await store.close()
+
+
+# --- opening files --------------------------------------------------------------------------
+
+
+async def test_opening_a_missing_path_without_create_fails_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "ledger.db"
+    with pytest.raises(NotALedgerError):
+        await SqliteEventStore.open(path)
+    with pytest.raises(NotALedgerError):
+        await SqliteEventStore.open(path, readonly=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_create_makes_missing_directories_and_a_marked_wal_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "ledger.db"
+    store = await SqliteEventStore.open(path, create=True)
+    await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.mark.parametrize("create", [False, True])
+async def test_opening_a_text_file_fails_and_leaves_it_byte_identical(tmp_path: Path, create: bool) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("these are not the votes you are looking for\n" * 200)
+    before = fingerprint(path)
+
+    with pytest.raises(NotALedgerError):
+        await SqliteEventStore.open(path, create=create)
+
+    assert fingerprint(path) == before
+    assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("create", [False, True])
+async def test_opening_another_applications_database_fails_and_leaves_it_alone(
+    tmp_path: Path, create: bool
+) -> None:
+    path = tmp_path / "other.db"
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('hello')")
+    before = fingerprint(path)
+
+    with pytest.raises(NotALedgerError):
+        await SqliteEventStore.open(path, create=create)
+
+    assert fingerprint(path) == before
+
+
+async def test_opening_a_ledger_of_a_newer_schema_fails(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 99")
+    before = fingerprint(path)
+
+    with pytest.raises(SchemaTooNewError):
+        await SqliteEventStore.open(path)
+    with pytest.raises(SchemaTooNewError):
+        await SqliteEventStore.open(path, create=True, readonly=True)
+
+    assert fingerprint(path) == before
+
+
+async def test_an_upgraded_ledger_is_refused_by_this_schema(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNewError):
+        await SqliteEventStore.open(path)
+
+
+async def test_an_empty_file_is_not_a_ledger_unless_create_is_given(tmp_path: Path) -> None:
+    path = ledger_file(tmp_path)
+    path.touch()
+    with pytest.raises(NotALedgerError):
+        await SqliteEventStore.open(path)
+
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        assert (await append(store, user_events(1)))[0].seq == 1
+    finally:
+        await store.close()
+
+
+async def test_a_reopened_ledger_holds_what_was_appended(tmp_path: Path) -> None:
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    appended = await append(store, user_events(4))
+    await store.close()
+
+    store = await SqliteEventStore.open(path, create=True)  # create on an existing ledger: no-op
+    try:
+        assert await read_all(store) == appended
+    finally:
+        await store.close()
+
+
+async def test_a_read_only_store_reads_and_never_modifies_the_file(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path, events=5)
+    before = fingerprint(path)
+
+    store = await SqliteEventStore.open(path, readonly=True)
+    try:
+        events = await read_all(store)
+        assert (await store.head()).seq == 5
+        await store.changed()
+        with pytest.raises(StoreUnavailableError):
+            async with store.write():
+                pass
+        with pytest.raises(StoreUnavailableError):
+            await store.execute_script("CREATE TABLE IF NOT EXISTS t (x);")
+    finally:
+        await store.close()
+
+    assert_chain(events)
+    assert fingerprint(path) == before
+
+
+# --- durability settings and locking --------------------------------------------------------
+
+
+async def test_the_store_uses_wal_and_full_synchronous(tmp_path: Path) -> None:
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        with closing(sqlite3.connect(path)) as fresh:
+            assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert await store.fetch_all("PRAGMA synchronous") == [(2,)]
+        # the writer connection is private to the store; only a SQLite-specific test may look at it
+        writer = store._writer
+        assert writer is not None
+        async with writer.execute("PRAGMA synchronous") as cursor:
+            assert tuple(await cursor.fetchone()) == (2,)  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
+async def test_a_write_transaction_holds_the_write_lock_from_its_start(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path, events=0)
+    store = await SqliteEventStore.open(path)
+    try:
+        with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as rival:
+            async with store.write():
+                # BEGIN IMMEDIATE: the lock is taken before the block writes anything
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    rival.execute("BEGIN IMMEDIATE")
+            rival.execute("BEGIN IMMEDIATE")
+            rival.execute("ROLLBACK")
+    finally:
+        await store.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path, events=1)
+    store = await SqliteEventStore.open(path, busy_timeout_ms=50)
+    try:
+        with closing(sqlite3.connect(path, isolation_level=None)) as rival:
+            rival.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                async with store.write() as tx:
+                    await tx.append(user_events(1))
+            rival.execute("ROLLBACK")
+        assert (await append(store, user_events(1)))[0].seq == 2
+    finally:
+        await store.close()
+
+
+# --- reading in chunks ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("total", [8, 9, 10])
+async def test_reads_come_in_chunks_and_miss_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, total: int
+) -> None:
+    monkeypatch.setattr(ledger.sqlite, "READ_CHUNK", 3)
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    try:
+        events = [user_event() if i % 2 else poll_event("p", i) for i in range(1, total + 1)]
+        await append(store, events)
+        everything = await read_all(store)
+        assert_chain(everything)
+
+        for after, upto, prefix in [(0, None, None), (2, None, None), (1, 8, None), (0, None, "user:"),
+                                    (3, 9, "poll:p"), (0, None, "ballot:")]:
+            chunks = [chunk async for chunk in store.read(after=after, upto=upto, stream_prefix=prefix)]
+            assert all(1 <= len(chunk) <= 3 for chunk in chunks)
+            expected = [
+                e for e in everything
+                if e.seq > after and (upto is None or e.seq <= upto)
+                and (prefix is None or e.stream.startswith(prefix))
+            ]
+            assert [e for chunk in chunks for e in chunk] == expected
+    finally:
+        await store.close()
+
+
+async def test_head_and_read_agree_with_another_connection(tmp_path: Path) -> None:
+    path = await make_ledger(tmp_path, events=4)
+    store = await SqliteEventStore.open(path)
+    try:
+        with closing(sqlite3.connect(path)) as conn:
+            rows = conn.execute("SELECT seq, hash FROM events ORDER BY seq").fetchall()
+        assert await store.head() == Head(*rows[-1])
+        assert [(e.seq, e.hash) for e in await read_all(store)] == rows
+    finally:
+        await store.close()
