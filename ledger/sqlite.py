@@ -230,7 +230,7 @@ class SqliteEventStore(EventStore):
     async def read(
         self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
     ) -> AsyncIterator[list[StoredEvent]]:
-        where, params = "e.seq > ?", []
+        where, params = "e.seq > ?", list[Any]()
         if upto is not None:
             where += " AND e.seq <= ?"
             params.append(upto)
@@ -291,7 +291,7 @@ class SqliteEventStore(EventStore):
             version = self._probe.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
-        changed = version != self._data_version
+        changed: bool = version != self._data_version
         self._data_version = version
         return changed
 
@@ -350,4 +350,5 @@ def _check_or_create(conn: sqlite3.Connection, path: Path, exists: bool, create:
 
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    count: int = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return count > 0

@@ -99,14 +99,18 @@ def parse_polls(text: str, source: str = "polls file") -> tuple[PollSpec, ...]:
         if not isinstance(poll_id, str) or not POLL_ID.match(poll_id):
             raise PollConfigError(f"{at('id')}: id must be a URL-safe slug (a-z, 0-9, -, _)")
         if poll_id in seen:
-            raise PollConfigError(f"{at('id')}: duplicate poll id {poll_id!r} (first at line {seen[poll_id]})")
+            raise PollConfigError(
+                f"{at('id')}: duplicate poll id {poll_id!r} (first at line {seen[poll_id]})"
+            )
         seen[poll_id] = start
         title = poll.get("title")
         if not isinstance(title, str) or not title.strip():
             raise PollConfigError(f"{at('title')}: title must be a non-empty string")
         policy = poll.get("policy", "single")
         if policy not in POLICIES:
-            raise PollConfigError(f"{at('policy')}: unknown policy {policy!r} (expected {', '.join(POLICIES)})")
+            raise PollConfigError(
+                f"{at('policy')}: unknown policy {policy!r} (expected {', '.join(POLICIES)})"
+            )
         results = poll.get("results", "always")
         if results not in VISIBILITIES:
             raise PollConfigError(

@@ -75,6 +75,11 @@ class VoteLedger:
         """Decide and durably commit one command; raises its DomainError if refused."""
         return await self._writer.submit(command)
 
+    async def check_writable(self) -> None:
+        """Take and release the write lock; raises StoreUnavailableError when that fails."""
+        async with self.store.write():
+            pass
+
     async def close(self) -> None:
         """Commit or refuse everything queued, then release the store."""
         await self._writer.close()

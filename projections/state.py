@@ -6,7 +6,9 @@ state: the service, the rebuild, the audit and time travel all use this one fold
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ledger.chain import GENESIS_HASH
 from ledger.codec import parse
@@ -166,7 +168,7 @@ def _vote_cast(state: LedgerState, seq: int, event: VoteCast, _: object) -> None
         )
 
 
-_HANDLERS = {
+_HANDLERS: dict[type[Event], Callable[[LedgerState, int, Any, PrivateFields | None], None]] = {
     UserRegistered: _user_registered,
     PollCreated: _poll_created,
     CandidateAdded: _candidate_added,

@@ -1,0 +1,1 @@
+"""The aiohttp service: settings, auth, schemas, routes and middlewares, and the command line."""

@@ -1,0 +1,85 @@
+"""What both surfaces do the same way: sign up, log in, authenticate, vote."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from api.auth import Identity, normalize_email
+from api.errors import ApiError
+from api.keys import AUTH, LEDGER, THROTTLE
+from projections.commands import CastVote, Registered, RegisterUser
+from projections.model import User
+from projections.state import VoteRecord
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """JSON with UTF-8 text as it is (names are not ``\\u``-escaped)."""
+    return web.Response(text=dumps(data), status=status, content_type="application/json")
+
+
+async def sign_up(request: web.Request, data: dict[str, Any]) -> User:
+    """Register a user from validated fields; 409 when the email is taken."""
+    ledger = request.app[LEDGER]
+    email = normalize_email(data["email"])
+    if email in ledger.state.users_by_email:  # cheap early answer; the writer checks again
+        raise ApiError(409, "email_taken", "this email is already registered", {"email": "already taken"})
+    password_hash = await request.app[AUTH].hash_password(data["password"])
+    result = await ledger.execute(
+        RegisterUser(email, data["name"].strip(), password_hash, data.get("part"), data.get("team"))
+    )
+    assert isinstance(result, Registered)
+    return ledger.state.users[result.user_id]
+
+
+async def log_in(request: web.Request, email: str, password: str) -> tuple[str, User]:
+    """A token for the right email and password; 401 otherwise, 429 after too many failures."""
+    email = normalize_email(email)
+    client = request.remote or "unknown"
+    throttle = request.app[THROTTLE]
+    wait = throttle.retry_after(email, client)
+    if wait:
+        raise ApiError(429, "too_many_attempts", "too many failed logins; wait and try again",
+                       headers={"Retry-After": str(wait)})
+    ledger = request.app[LEDGER]
+    await ledger.refresh()
+    user = ledger.state.user_by_email(email)
+    auth = request.app[AUTH]
+    if not await auth.check_password(user, password) or user is None:
+        throttle.failed(email, client)
+        raise ApiError(401, "invalid_credentials", "wrong email or password")
+    throttle.succeeded(email)
+    return auth.issue(user), user
+
+
+def authenticate(request: web.Request, header: str | None = None) -> Identity:
+    """The caller's identity from ``Authorization`` (or ``header``); 401 when absent or invalid."""
+    value = header if header is not None else request.headers.get("Authorization")
+    return request.app[AUTH].verify(value, request.app[LEDGER].state)
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ApiError(400, "invalid_header", "Idempotency-Key must be 1 to 128 visible ASCII characters",
+                       {"Idempotency-Key": "invalid"})
+    return key
+
+
+async def cast_vote(request: web.Request, identity: Identity, poll_id: str, candidate_id: int) -> VoteRecord:
+    """Vote and return where the vote landed in the ledger (after it is durable)."""
+    result = await request.app[LEDGER].execute(
+        CastVote(identity.user.user_id, poll_id, candidate_id, idempotency_key(request))
+    )
+    assert isinstance(result, VoteRecord)
+    return result

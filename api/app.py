@@ -1,0 +1,75 @@
+"""The app factory: ``create_app(settings)`` wires the ledger, auth, routes, CORS and middlewares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api import docs, legacy, v1
+from api.auth import Authenticator, LoginThrottle, load_or_create_secret
+from api.cors import cors_middleware
+from api.keys import AUTH, LEDGER, SETTINGS, THROTTLE
+from api.middlewares import Handler, error_middleware
+from api.settings import Settings
+from ledger.sqlite import SqliteEventStore
+from projections.commands import SyncPolls
+from projections.polls_file import bundled, load_polls_file
+from projections.service import VoteLedger
+
+
+async def open_ledger(settings: Settings) -> VoteLedger:
+    """Check the polls file, open (or create) the ledger and append what the file adds.
+
+    The polls file is parsed in full first, so a broken file creates and appends nothing.
+    """
+    polls = load_polls_file(settings.config or bundled("default"))
+    store = await SqliteEventStore.open(settings.db, create=True, busy_timeout_ms=settings.busy_timeout)
+    try:
+        ledger = await VoteLedger.open(store, max_batch=settings.max_batch)
+    except BaseException:
+        await store.close()
+        raise
+    try:
+        await ledger.execute(SyncPolls(polls))
+    except BaseException:
+        await ledger.close()
+        raise
+    return ledger
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[AUTH] = Authenticator(settings, load_or_create_secret(settings))
+    app[THROTTLE] = LoginThrottle(settings)
+    try:
+        app[LEDGER] = await open_ledger(settings)
+    except BaseException:
+        app[AUTH].close()
+        raise
+    yield
+    await app[LEDGER].close()
+    app[AUTH].close()
+
+
+@web.middleware
+async def fresh_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Catch up with other writers before answering (a few microseconds when nothing changed)."""
+    ledger = request.app.get(LEDGER)
+    if ledger is not None:
+        await ledger.refresh()
+    return await handler(request)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The service, ready for ``web.run_app`` or a test client. Nothing runs until it starts."""
+    app = web.Application(
+        middlewares=[cors_middleware(settings.cors_origins), error_middleware, fresh_reads],
+        client_max_size=settings.max_body,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_resources)
+    app.add_routes(legacy.routes)
+    app.add_routes(v1.routes)
+    app.add_routes(docs.routes)
+    return app

@@ -1,0 +1,191 @@
+"""Passwords (argon2id, hashed off the event loop), JWTs (HS256, algorithm pinned) and throttling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+import unicodedata
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from api.errors import ApiError
+from api.settings import Settings
+from projections.model import User
+from projections.state import LedgerState
+
+
+def normalize_email(email: str) -> str:
+    """The form under which emails are unique: NFKC, trimmed, case-folded.
+
+    NFKC folds compatibility look-alikes (full-width letters, ligatures) into one spelling, so
+    a full-width ``alice@example.com`` and ``alice@example.com`` are the same account.
+    """
+    return unicodedata.normalize("NFKC", email).strip().casefold()
+
+
+def load_or_create_secret(settings: Settings) -> str:
+    """The JWT secret: the configured one, or one generated once and kept in a 0600 file."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path: Path = settings.secret_file
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text(encoding="ascii").strip()
+        if len(secret) < 32:
+            raise ApiError(500, "bad_secret", f"{path} holds no usable secret") from None
+        return secret
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a valid token speaks for."""
+
+    user: User
+    claims: dict[str, object]
+
+
+def extract_token(value: str | None) -> str | None:
+    """The token from an ``Authorization`` value: bare, ``Bearer <t>``, or a JSON-quoted string."""
+    if value is None:
+        return None
+    token = value.strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    if len(token) >= 2 and token[0] == token[-1] == '"':
+        try:
+            decoded = json.loads(token)
+        except ValueError:
+            return None
+        token = decoded.strip() if isinstance(decoded, str) else ""
+        if token[:7].lower() == "bearer ":
+            token = token[7:].strip()
+    return token or None
+
+
+class Authenticator:
+    """Hashes and checks passwords, issues and verifies tokens."""
+
+    def __init__(self, settings: Settings, secret: str) -> None:
+        self._secret = secret
+        self._lifetime = settings.token_lifetime
+        self._hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost,
+            parallelism=settings.argon2_parallelism,
+            type=Type.ID,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
+        # Checked when the email is unknown, so that a miss costs as much as a wrong password.
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        self._cache: dict[str, tuple[str, int]] = {}
+
+    async def hash_password(self, password: str) -> str:
+        """An argon2id hash, computed in a worker thread so the event loop keeps serving."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._hasher.hash, password)
+
+    async def check_password(self, user: User | None, password: str) -> bool:
+        """Whether ``password`` is the user's; a missing user costs the same and fails."""
+        stored = user.password_hash if user is not None and user.password_hash else self._dummy_hash
+        loop = asyncio.get_running_loop()
+        try:
+            ok: bool = await loop.run_in_executor(self._pool, self._hasher.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return ok and user is not None and user.password_hash is not None
+
+    def issue(self, user: User) -> str:
+        """A signed token carrying ``sub`` (the user id), ``email``, ``iat`` and ``exp``."""
+        now = int(time.time())
+        claims = {"sub": user.user_id, "email": user.email, "iat": now, "exp": now + self._lifetime}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    @property
+    def lifetime(self) -> int:
+        return self._lifetime
+
+    def verify(self, header: str | None, state: LedgerState) -> Identity:
+        """The identity behind an ``Authorization`` value; ApiError 401 for anything not valid."""
+        token = extract_token(header)
+        if token is None:
+            raise ApiError(401, "missing_token", "log in first: send the token in Authorization")
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > time.time():
+            user_id = cached[0]
+            claims: dict[str, object] = {"sub": user_id}
+        else:
+            try:
+                claims = jwt.decode(
+                    token, self._secret, algorithms=["HS256"],
+                    options={"require": ["sub", "iat", "exp"]},
+                )
+            except jwt.ExpiredSignatureError:
+                raise ApiError(401, "token_expired", "the token has expired; log in again") from None
+            except jwt.PyJWTError:
+                raise ApiError(401, "invalid_token", "the token is not valid") from None
+            user_id = claims.get("sub")  # type: ignore[assignment]
+            exp = claims.get("exp")
+            if not isinstance(user_id, str) or not isinstance(exp, int):
+                raise ApiError(401, "invalid_token", "the token is not valid")
+            if len(self._cache) >= 100_000:
+                self._cache.clear()
+            self._cache[token] = (user_id, exp)
+        user = state.users.get(user_id)
+        if user is None:
+            raise ApiError(401, "invalid_token", "the token names a user this ledger does not know")
+        return Identity(user, claims)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+class LoginThrottle:
+    """Limits failed logins per email and per client address within a sliding window.
+
+    A locked email opens again once its oldest failure leaves the window, so an attacker can slow a
+    user down but never lock them out for good; a success clears that email's failures.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._window = settings.login_window
+        self._limits = {"email": settings.login_failures, "client": settings.login_failures_per_client}
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+
+    def retry_after(self, email: str, client: str) -> int:
+        """Seconds to wait before trying again (0: go ahead)."""
+        now = time.monotonic()
+        wait = 0.0
+        for kind, key in (("email", email), ("client", client)):
+            times = self._recent((kind, key), now)
+            if len(times) >= self._limits[kind]:
+                wait = max(wait, times[0] + self._window - now)
+        return int(wait) + 1 if wait > 0 else 0
+
+    def failed(self, email: str, client: str) -> None:
+        now = time.monotonic()
+        for key in (("email", email), ("client", client)):
+            self._recent(key, now).append(now)
+        if len(self._failures) > 100_000:
+            self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > now - self._window}
+
+    def succeeded(self, email: str) -> None:
+        self._failures.pop(("email", email), None)
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        return times

@@ -1,0 +1,61 @@
+"""Reading request bodies: the legacy routes take form or JSON whatever the Content-Type says;
+the JSON API takes JSON only. Every failure is an ApiError, never a 500."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from api.errors import ApiError
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, "malformed_body", message)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("the body is not valid UTF-8") from None
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _bad(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except ValueError:
+        raise _bad("the body is not valid JSON") from None
+    except RecursionError:
+        raise _bad("the body is nested too deeply") from None
+
+
+async def legacy_fields(request: web.Request) -> dict[str, Any]:
+    """The fields of a legacy POST: a JSON object or a form, sniffed from the body itself."""
+    text = _decode(await request.read())
+    if not text.strip():
+        return {}
+    if text.lstrip().startswith("{"):
+        data = _parse_json(text)
+        if not isinstance(data, dict):
+            raise _bad("the body must be a JSON object")
+        return data
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise _bad("the body is neither a form nor a JSON object") from None
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        fields.setdefault(key, value)  # the first of repeated fields wins
+    return fields
+
+
+async def json_body(request: web.Request) -> Any:
+    """The JSON body of a JSON API request (415 for any other media type)."""
+    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    return _parse_json(_decode(await request.read()))

@@ -1,0 +1,335 @@
+"""The ``vote-ledger`` command: serve, audit, rebuild, users, candidates and polls.
+
+Every error is one line on stderr and a non-zero exit; commands that only read never create or
+modify the ledger file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from marshmallow import ValidationError
+
+from api.auth import Authenticator, normalize_email
+from api.errors import ApiError
+from api.middlewares import AccessLogger, JsonAccessLogger
+from api.schemas import LegacySignupSchema
+from api.settings import Settings, SettingsError
+from ledger.errors import LedgerError
+from ledger.sqlite import SqliteEventStore
+from projections.audit import AuditReport, audit
+from projections.commands import Appended, RegisterUser, SetPollStatus, SyncPolls
+from projections.errors import DomainError, EmailTakenError
+from projections.polls_file import bundled, load_polls_file
+from projections.rebuild import rebuild
+from projections.service import VoteLedger
+
+PROG = "vote-ledger"
+
+
+class CommandError(Exception):
+    """A failure to report as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _progress(label: str) -> Callable[[int, int], None] | None:
+    """A progress bar on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total if total else width
+        end = "\n" if done >= total else ""
+        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}", end=end,
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    keys = ("db", "config", "host", "port", "log_format")
+    return Settings.load({k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
+
+
+async def _open(settings: Settings, create: bool) -> VoteLedger:
+    store = await SqliteEventStore.open(settings.db, create=create, busy_timeout_ms=settings.busy_timeout)
+    try:
+        return await VoteLedger.open(store, max_batch=settings.max_batch)
+    except BaseException:
+        await store.close()
+        raise
+
+
+def _summary(report: AuditReport) -> dict[str, Any]:
+    state = report.state
+    return {
+        "ok": report.ok,
+        "failure": None if report.failure is None else {
+            "seq": report.failure.seq, "check": report.failure.check, "message": report.failure.message,
+        },
+        "events": report.events,
+        "headSeq": report.head_seq,
+        "headHash": report.head_hash.hex(),
+        "eventsByType": dict(sorted(state.events_by_type.items())),
+        "users": len(state.users),
+        "polls": [
+            {
+                "id": poll.poll_id, "status": poll.status, "totalVotes": poll.total_votes,
+                "candidates": [{"id": c.candidate_id, "name": c.name, "votes": c.votes}
+                               for c in poll.candidates.values()],
+            }
+            for poll in state.polls.values()
+        ],
+    }
+
+
+async def cmd_audit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = await SqliteEventStore.open(settings.db, readonly=True)
+    try:
+        report = await audit(store, None if args.json else _progress("audit"))
+    finally:
+        await store.close()
+    summary = _summary(report)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        for name, count in summary["eventsByType"].items():
+            print(f"{name:>16}  {count:,}")
+        print(f"{'users':>16}  {summary['users']:,}")
+        for poll in summary["polls"]:
+            print(f"poll {poll['id']} ({poll['status']}): {poll['totalVotes']:,} votes")
+            for c in poll["candidates"]:
+                print(f"  {c['id']:>4}  {c['votes']:>8,}  {c['name']}")
+        print(f"checked {report.events:,} events; head seq {report.head_seq}, hash {summary['headHash']}")
+        if report.failure is not None:
+            f = report.failure
+            print(f"AUDIT FAILED at seq {f.seq} ({f.check}): {f.message}", file=sys.stderr)
+        else:
+            print("audit passed: the log, its hash chain, the rules and the projections all agree")
+    return 0 if report.ok else 1
+
+
+async def cmd_rebuild(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = await SqliteEventStore.open(settings.db, busy_timeout_ms=settings.busy_timeout)
+    try:
+        report = await rebuild(store, _progress("rebuild"))
+    finally:
+        await store.close()
+    for change in report.changes:
+        print(f"changed: {change.describe()}")
+    print(f"rebuilt from {report.events:,} events up to seq {report.head_seq}; "
+          f"{len(report.changes)} row(s) changed")
+    return 0
+
+
+async def cmd_candidates(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = await SqliteEventStore.open(settings.db, readonly=True)
+    ledger = VoteLedger(store, await _replay(store), lambda: 0, 1)
+    try:
+        polls = [p for p in ledger.state.polls.values() if args.poll in (None, p.poll_id)]
+        if args.poll and not polls:
+            raise CommandError(f"no poll {args.poll!r} in {settings.db}")
+        for poll in polls:
+            legacy = " (served on /candidates)" if poll.legacy else ""
+            print(f"poll {poll.poll_id}: {poll.title} [{poll.status}, {poll.policy}]{legacy}")
+            for c in poll.candidates.values():
+                extra = ", ".join(x for x in (c.part, c.team) if x)
+                print(f"  {c.candidate_id:>4}  {c.votes:>8,}  {c.name}" + (f"  ({extra})" if extra else ""))
+    finally:
+        await store.close()
+    return 0
+
+
+async def _replay(store: SqliteEventStore) -> Any:
+    from projections.service import replay
+
+    return await replay(store)
+
+
+def _print_appended(result: Appended, what: str) -> None:
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.seqs:
+        print(f"{what}: appended {len(result.seqs)} event(s), seq {result.seqs[0]}..{result.seqs[-1]}")
+    else:
+        print(f"{what}: nothing to append; the ledger already has it")
+
+
+async def cmd_polls_load(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    specs = load_polls_file(settings.config or bundled("default"))
+    ledger = await _open(settings, create=True)
+    try:
+        result = await ledger.execute(SyncPolls(specs))
+    finally:
+        await ledger.close()
+    assert isinstance(result, Appended)
+    _print_appended(result, "polls load")
+    return 0
+
+
+async def cmd_polls_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    ledger = await _open(settings, create=False)
+    try:
+        result = await ledger.execute(SetPollStatus(args.poll_id, args.action == "open"))
+    finally:
+        await ledger.close()
+    assert isinstance(result, Appended)
+    _print_appended(result, f"polls {args.action} {args.poll_id}")
+    return 0
+
+
+def _read_users(path: Path) -> list[dict[str, Any]]:
+    """Every line checked before anything is appended; an error names the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{path}: cannot read ({exc})") from exc
+    users, schema = [], LegacySignupSchema()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            users.append(schema.load(raw))
+        except (ValueError, ValidationError) as exc:
+            detail = exc.messages if isinstance(exc, ValidationError) else exc
+            raise CommandError(f"{path}:{number}: {detail}") from None
+    return users
+
+
+async def cmd_users_import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    users = _read_users(Path(args.file))
+    auth = Authenticator(settings, "x" * 32)
+    ledger = await _open(settings, create=True)
+    added = skipped = 0
+    try:
+        for start in range(0, len(users), 1000):
+            chunk = users[start : start + 1000]
+            hashes = await asyncio.gather(*(auth.hash_password(u["password"]) for u in chunk))
+            results = await asyncio.gather(
+                *(ledger.execute(RegisterUser(normalize_email(u["email"]), u["name"].strip(), h,
+                                              u.get("part"), u.get("team")))
+                  for u, h in zip(chunk, hashes, strict=True)),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, EmailTakenError):
+                    skipped += 1
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    added += 1
+    finally:
+        await ledger.close()
+        auth.close()
+    print(f"users import: {added:,} added, {skipped:,} skipped (email already registered)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from api.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s" if settings.log_format == "json"
+                        else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    logger = JsonAccessLogger if settings.log_format == "json" else AccessLogger
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, access_log_class=logger,
+        shutdown_timeout=30, print=lambda msg: print(msg, file=sys.stderr),
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="A vote service whose result anyone can check.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help_text: str, run: Callable[[argparse.Namespace], Any],
+                parent: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--db", help="ledger file (default: $VOTE_LEDGER_DB or data/vote-ledger.db)")
+        sub.set_defaults(run=run)
+        return sub
+
+    serve = command("serve", "run the HTTP service", cmd_serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--config", help="polls file (TOML); default: the bundled demo poll")
+    serve.add_argument("--log-format", choices=["text", "json"])
+    audit_cmd = command("audit", "check the whole ledger; exit 1 naming the first bad seq", cmd_audit)
+    audit_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    command("rebuild", "rebuild every projection from the log", cmd_rebuild)
+
+    users = commands.add_parser("users", help="user commands").add_subparsers(
+        dest="users_command", required=True, parser_class=_Parser)
+    imp = command("import", "register users from JSON lines of {email, name, password}",
+                  cmd_users_import, users)
+    imp.add_argument("file")
+    candidates = commands.add_parser("candidates", help="candidate commands").add_subparsers(
+        dest="candidates_command", required=True, parser_class=_Parser)
+    listing = command("list", "list candidates and their votes", cmd_candidates, candidates)
+    listing.add_argument("--poll", help="only this poll")
+    polls = commands.add_parser("polls", help="poll commands").add_subparsers(
+        dest="polls_command", required=True, parser_class=_Parser)
+    load = command("load", "append what the polls file adds (idempotent)", cmd_polls_load, polls)
+    load.add_argument("--config", help="polls file (TOML); default: the bundled demo poll")
+    for action in ("open", "close"):
+        sub = command(action, f"{action} a poll", cmd_polls_status, polls)
+        sub.add_argument("poll_id", metavar="ID")
+        sub.set_defaults(action=action)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; one line on stderr and a non-zero exit on any error."""
+    args = build_parser().parse_args(argv)
+    try:
+        outcome = args.run(args)
+        if isinstance(outcome, Awaitable):
+            outcome = asyncio.run(_await(outcome))
+        return int(outcome)
+    except (LedgerError, DomainError, SettingsError, CommandError, ApiError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _await(awaitable: Awaitable[int]) -> int:
+    return await awaitable
+
+
+if __name__ == "__main__":
+    sys.exit(main())

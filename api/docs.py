@@ -1,0 +1,201 @@
+"""The OpenAPI 3 document, generated from the request and response schemas, and its docs page.
+
+The Swagger UI assets are served by the service itself (from the ``swagger-ui-bundle`` package), so
+the docs page works with no internet.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema
+
+from api.actions import json_response
+from api.schemas import (
+    ErrorSchema,
+    HealthSchema,
+    LegacyLoginSchema,
+    LegacySignupSchema,
+    LoginResponseSchema,
+    LoginSchema,
+    MeSchema,
+    PollListSchema,
+    PollSchema,
+    ResultsQuerySchema,
+    ResultsSchema,
+    UserCreateSchema,
+    UserSchema,
+    VoteRequestSchema,
+    VoteResponseSchema,
+)
+
+ERROR_TEXT = {
+    400: "Malformed body, missing or invalid field, bad query parameter",
+    401: "Missing, malformed, expired or forged token; wrong email or password",
+    403: "Not eligible, or results not visible yet",
+    404: "Unknown poll or candidate",
+    409: "Email taken, already voted, poll closed or not open",
+    413: "Body over the size limit",
+    415: "The body is not JSON",
+    429: "Too many failed logins (see Retry-After)",
+    503: "The ledger cannot take writes right now",
+}
+
+
+@dataclass
+class Operation:
+    """One documented route."""
+
+    method: str
+    path: str
+    summary: str
+    ok: int
+    response: type[Schema] | dict[str, Any] | None
+    body: type[Schema] | None = None
+    form: type[Schema] | None = None
+    query: type[Schema] | None = None
+    auth: bool = False
+    errors: list[int] = field(default_factory=list)
+    tag: str = "JSON API"
+
+
+POLL_ID = {"in": "path", "name": "pollId", "required": True, "schema": {"type": "string"}}
+TEXT = {"type": "string"}
+LEGACY_CANDIDATES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["id", "name", "voteCount"],
+        "properties": {"id": {"type": "integer"}, "name": TEXT, "voteCount": {"type": "integer"}},
+    },
+}
+
+OPERATIONS = [
+    Operation("post", "/api/v1/users", "Sign up", 201, UserSchema, body=UserCreateSchema,
+              errors=[400, 409, 413, 415]),
+    Operation("post", "/api/v1/auth/login", "Log in", 200, LoginResponseSchema, body=LoginSchema,
+              errors=[400, 401, 413, 415, 429]),
+    Operation("get", "/api/v1/me", "The caller and their ballots", 200, MeSchema, auth=True,
+              errors=[401]),
+    Operation("get", "/api/v1/polls", "Every poll", 200, PollListSchema),
+    Operation("get", "/api/v1/polls/{pollId}", "One poll", 200, PollSchema, errors=[404]),
+    Operation("post", "/api/v1/polls/{pollId}/votes", "Vote (optionally with Idempotency-Key)", 201,
+              VoteResponseSchema, body=VoteRequestSchema, auth=True,
+              errors=[400, 401, 403, 404, 409, 413, 415, 503]),
+    Operation("get", "/api/v1/polls/{pollId}/results", "Results, now or as of a ledger position", 200,
+              ResultsSchema, query=ResultsQuerySchema, errors=[400, 401, 403, 404]),
+    Operation("get", "/healthz", "Whether the ledger takes writes", 200, HealthSchema, errors=[503],
+              tag="Operations"),
+    Operation("post", "/auth/signup", "Sign up (2020 route; form or JSON)", 201, UserSchema,
+              form=LegacySignupSchema, errors=[400, 409, 413], tag="Legacy 2020 routes"),
+    Operation("post", "/auth/login", "Log in (2020 route): the bare JWT as text", 200, None,
+              form=LegacyLoginSchema, errors=[400, 401, 413, 429], tag="Legacy 2020 routes"),
+    Operation("get", "/auth/token", "Check a token (?token= or Authorization)", 200,
+              {"type": "object", "properties": {"valid": {"type": "boolean"}, "user": {}}},
+              errors=[400, 401], tag="Legacy 2020 routes"),
+    Operation("get", "/candidates", "The legacy poll's candidates and vote counts", 200,
+              LEGACY_CANDIDATES, tag="Legacy 2020 routes"),
+    Operation("get", "/vote", "Vote in the legacy poll: ?id=N", 200,
+              {"type": "object", "properties": {"id": {"type": "integer"}, "name": TEXT,
+                                                "voteCount": {"type": "integer"},
+                                                "seq": {"type": "integer"}}},
+              auth=True, errors=[400, 401, 403, 404, 409, 503], tag="Legacy 2020 routes"),
+]
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    content_type = "text/plain" if op.response is None else "application/json"
+    schema: Any = op.response if op.response is not None else TEXT
+    spec: dict[str, Any] = {
+        "summary": op.summary,
+        "tags": [op.tag],
+        "responses": {str(op.ok): {"description": "OK", "content": {content_type: {"schema": schema}}}},
+    }
+    for status in op.errors:
+        spec["responses"][str(status)] = {
+            "description": ERROR_TEXT[status],
+            "content": {"application/json": {"schema": ErrorSchema}},
+        }
+    parameters: list[Any] = [POLL_ID] if "{pollId}" in op.path else []
+    if op.query is not None:
+        parameters.append({"in": "query", "schema": op.query})
+    if op.path == "/vote":
+        parameters.append({"in": "query", "name": "id", "required": True,
+                           "schema": {"type": "integer", "minimum": 1}})
+    if op.path == "/auth/token":
+        parameters.append({"in": "query", "name": "token", "schema": TEXT})
+    if op.path.endswith("/votes") or op.path == "/vote":
+        parameters.append({"in": "header", "name": "Idempotency-Key", "schema": TEXT,
+                           "description": "Retrying with the same key returns the original vote."})
+    if parameters:
+        spec["parameters"] = parameters
+    if op.body is not None:
+        spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.body}}}
+    if op.form is not None:
+        spec["requestBody"] = {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": op.form},
+            "application/json": {"schema": op.form},
+        }}
+    if op.auth:
+        spec["security"] = [{"bearer": []}]
+    return spec
+
+
+@functools.cache
+def build_spec() -> dict[str, Any]:
+    """The OpenAPI 3 document of every route."""
+    spec = APISpec(
+        title="vote-ledger",
+        version="1.0.0",
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        info={"description": "A vote service whose result anyone can check: every signup and vote "
+                             "is an event in a hash-chained, append-only ledger."},
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    document: dict[str, Any] = spec.to_dict()
+    return document
+
+
+ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>vote-ledger API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="docs"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script>
+</body></html>
+"""
+DOCS_INIT = 'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs"});\n'
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(build_spec())
+
+
+@routes.get("/docs")
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_PAGE, content_type="text/html")
+
+
+@routes.get("/docs/init.js")
+async def docs_init(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_INIT, content_type="application/javascript")
+
+
+routes.static("/docs/assets", ASSETS)

@@ -1,0 +1,14 @@
+"""Typed application state keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.auth import Authenticator, LoginThrottle
+from api.settings import Settings
+from projections.service import VoteLedger
+
+SETTINGS = web.AppKey("settings", Settings)
+LEDGER = web.AppKey("ledger", VoteLedger)
+AUTH = web.AppKey("auth", Authenticator)
+THROTTLE = web.AppKey("throttle", LoginThrottle)

@@ -1,0 +1,98 @@
+"""The error middleware (one JSON error shape for everything), request ids and the access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from api.errors import ApiError, error_response, from_domain
+from ledger.errors import LedgerError, StoreUnavailableError
+from ledger.writer import WriterClosedError
+from projections.errors import DomainError
+
+log = logging.getLogger("vote_ledger.api")
+REQUEST_ID = "request_id"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if _SAFE_ID.match(given) else uuid.uuid4().hex[:16]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every error to the JSON error shape; log anything unexpected with the request id."""
+    request_id = _request_id(request)
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc)
+    except DomainError as exc:
+        response = error_response(from_domain(exc))
+    except (StoreUnavailableError, WriterClosedError) as exc:
+        log.warning("request %s: ledger unavailable: %s", request_id, exc)
+        response = error_response(
+            ApiError(503, "unavailable", "the ledger cannot take writes right now; try again",
+                     headers={"Retry-After": "1"})
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason if exc.status != 413 else "the request body is too large"
+        response = error_response(
+            ApiError(exc.status, _HTTP_CODES.get(exc.status, "http_error"), message,
+                     headers={k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+        )
+    except LedgerError:
+        log.exception("request %s: ledger error", request_id)
+        response = error_response(ApiError(503, "unavailable", "the ledger is unavailable"), request_id)
+    except Exception:
+        log.exception("request %s: unexpected error", request_id)
+        response = error_response(ApiError(500, "internal_error", "something went wrong"), request_id)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: method, path, status, duration and request id (text or JSON)."""
+
+    json_format = False
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        request_id = request.get(REQUEST_ID, "-")
+        if self.json_format:
+            self.logger.info(json.dumps({
+                "method": request.method, "path": request.path, "status": response.status,
+                "ms": round(time * 1000, 2), "requestId": request_id,
+                "remote": request.remote,
+            }))
+        else:
+            self.logger.info(
+                "%s %s %s %.2fms %s", request.method, request.path, response.status, time * 1000,
+                request_id,
+            )
+
+
+class JsonAccessLogger(AccessLogger):
+    json_format = True

@@ -1,0 +1,191 @@
+"""Marshmallow schemas: they validate requests and are the source of the OpenAPI document."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from api.errors import ApiError
+
+MAX_ID = 2**53 - 1
+_PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+
+
+def _text(max_length: int, **kwargs: Any) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1, max=max_length), _PRINTABLE], **kwargs)
+
+
+class Strict(Schema):
+    """Unknown fields are errors on the JSON API."""
+
+
+class NormalizedEmail:
+    """Emails are validated in the form they are kept in: NFKC, trimmed (see ``normalize_email``)."""
+
+    @pre_load
+    def _normalize_email(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("email"), str):
+            data = {**data, "email": unicodedata.normalize("NFKC", data["email"]).strip()}
+        return data
+
+
+class UserCreateSchema(NormalizedEmail, Strict):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    name = _text(100, required=True)
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=1024))
+    part = _text(32, load_default=None, allow_none=True)
+    team = _text(64, load_default=None, allow_none=True)
+
+
+class LoginSchema(Strict):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+
+
+class LegacySignupSchema(NormalizedEmail, Schema):
+    """The 2020 signup: extra form fields are ignored; short passwords are still accepted."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    name = _text(100, required=True)
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    part = _text(32, load_default=None, allow_none=True)
+    team = _text(64, load_default=None, allow_none=True)
+
+
+class LegacyLoginSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class VoteRequestSchema(Strict):
+    candidateId = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
+
+
+class ResultsQuerySchema(Strict):
+    at = fields.Integer(validate=validate.Range(min=0, max=MAX_ID), metadata={
+        "description": "Ledger position: the tally as it stood right after that event."
+    })
+
+
+class UserSchema(Schema):
+    id = fields.String(required=True)
+    email = fields.String(required=True, allow_none=True)
+    name = fields.String(required=True, allow_none=True)
+    part = fields.String(allow_none=True)
+    team = fields.String(allow_none=True)
+    seq = fields.Integer(required=True, metadata={"description": "Ledger position of the signup."})
+
+
+class LoginResponseSchema(Schema):
+    accessToken = fields.String(required=True)
+    tokenType = fields.String(required=True, metadata={"enum": ["Bearer"]})
+    expiresIn = fields.Integer(required=True, metadata={"description": "Seconds until it expires."})
+    user = fields.Nested(UserSchema, required=True)
+
+
+class CandidateSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    part = fields.String(allow_none=True)
+    team = fields.String(allow_none=True)
+
+
+class EligibilitySchema(Schema):
+    samePart = fields.String(allow_none=True)
+    notOwnTeam = fields.Boolean(required=True)
+
+
+class PollSchema(Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["open", "closed"]})
+    policy = fields.String(required=True, metadata={"enum": ["single", "changeable", "unlimited"]})
+    results = fields.String(required=True, metadata={"enum": ["always", "after_vote", "after_close"]})
+    legacy = fields.Boolean(required=True)
+    eligibility = fields.Nested(EligibilitySchema, required=True)
+    opensAt = fields.Integer(allow_none=True, metadata={"description": "Epoch milliseconds."})
+    closesAt = fields.Integer(allow_none=True, metadata={"description": "Epoch milliseconds."})
+    candidates = fields.List(fields.Nested(CandidateSchema), required=True)
+
+
+class PollListSchema(Schema):
+    polls = fields.List(fields.Nested(PollSchema), required=True)
+
+
+class TallySchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    votes = fields.Integer(required=True)
+    share = fields.Float(required=True, metadata={"description": "votes / totalVotes (0 when none)."})
+
+
+class ResultsSchema(Schema):
+    pollId = fields.String(required=True)
+    asOf = fields.Integer(required=True, metadata={"description": "The ledger position counted up to."})
+    totalVotes = fields.Integer(required=True)
+    candidates = fields.List(fields.Nested(TallySchema), required=True)
+
+
+class VoteResponseSchema(Schema):
+    seq = fields.Integer(required=True, metadata={"description": "Ledger position of the vote."})
+    pollId = fields.String(required=True)
+    candidateId = fields.Integer(required=True)
+
+
+class BallotSchema(Schema):
+    pollId = fields.String(required=True)
+    voted = fields.Boolean(required=True)
+    candidateId = fields.Integer(allow_none=True)
+    votes = fields.Integer(required=True, metadata={"description": "Votes cast in this poll."})
+
+
+class MeSchema(Schema):
+    user = fields.Nested(UserSchema, required=True)
+    polls = fields.List(fields.Nested(BallotSchema), required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    seq = fields.Integer(required=True)
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    invalid = fields.Dict(keys=fields.String(), required=True, data_key="fields",
+                          metadata={"description": "Each invalid field and what is wrong with it."})
+    requestId = fields.String()
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+def load(schema: Schema, data: Any) -> dict[str, Any]:
+    """Validate ``data``; a 400 naming every invalid field otherwise."""
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_body", "the body must be a JSON object")
+    try:
+        result: dict[str, Any] = schema.load(data)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        flat: dict[str, object] = {str(key): _first(value) for key, value in messages.items()}
+        raise ApiError(400, "invalid_fields", "some fields are missing or invalid", flat) from None
+    return result
+
+
+def _first(value: Any) -> str:
+    """The first message of a field's (possibly nested) messages."""
+    if isinstance(value, dict):
+        return _first(next(iter(value.values()), ""))
+    if isinstance(value, list):
+        return _first(value[0]) if value else ""
+    return str(value)

@@ -1,0 +1,92 @@
+"""The one settings object: read once at start-up from CLI flags and ``VOTE_LEDGER_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PREFIX = "VOTE_LEDGER_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Defaults are safe for production; tests lower the hashing cost."""
+
+    db: Path = Path("data/vote-ledger.db")
+    config: Path | None = None  # the polls file; None loads the bundled demo poll
+    jwt_secret: str | None = field(default=None, repr=False)  # None: a generated key file
+    token_lifetime: int = 24 * 3600  # seconds
+    cors_origins: tuple[str, ...] = ("*",)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body: int = 1024 * 1024  # bytes
+    argon2_time_cost: int = 2
+    argon2_memory_cost: int = 19 * 1024  # KiB (OWASP minimum for argon2id)
+    argon2_parallelism: int = 1
+    log_format: str = "text"  # text | json
+    login_failures: int = 10  # failed logins allowed per email in the window
+    login_failures_per_client: int = 50  # per client address
+    login_window: int = 300  # seconds
+    busy_timeout: int = 5000  # ms
+    max_batch: int = 512  # commands per group commit
+
+    @property
+    def secret_file(self) -> Path:
+        """Where the generated JWT secret is kept when none is configured (0600, beside the db)."""
+        return self.db.with_name(self.db.name + ".jwt-secret")
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, then ``VOTE_LEDGER_*`` variables, then explicit overrides (CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw)
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = _convert(key, value) if isinstance(value, str) else value
+        settings = replace(cls(), **values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse values that cannot work, with a message naming the setting."""
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError("log format must be 'text' or 'json'")
+        for name in ("token_lifetime", "max_body", "argon2_time_cost", "argon2_memory_cost",
+                     "argon2_parallelism", "login_failures", "login_failures_per_client",
+                     "login_window", "max_batch"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be a positive integer")
+        if self.argon2_memory_cost < 8 * self.argon2_parallelism:
+            raise SettingsError("argon2_memory_cost must be at least 8 KiB per lane of parallelism")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 characters")
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}.get(name)
+    if kind is None:
+        raise SettingsError(f"unknown setting {name!r}")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind in ("Path", "Path | None"):
+            return Path(raw)
+        if kind == "tuple[str, ...]":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name.upper()} must be an integer, not {raw!r}") from None
+    return raw

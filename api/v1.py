@@ -1,0 +1,102 @@
+"""The JSON API under ``/api/v1``: JSON in, JSON out, documented at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.actions import authenticate, cast_vote, json_response, log_in, sign_up
+from api.bodies import json_body
+from api.errors import ApiError
+from api.keys import AUTH, LEDGER
+from api.schemas import (
+    LoginSchema,
+    ResultsQuerySchema,
+    UserCreateSchema,
+    VoteRequestSchema,
+    load,
+)
+from api.views import me_json, poll_json, results_json, user_json, vote_json
+from projections.queries import check_results_visible, get_poll, tally, tally_at
+
+routes = web.RouteTableDef()
+PREFIX = "/api/v1"
+
+
+@routes.post(f"{PREFIX}/users")
+async def create_user(request: web.Request) -> web.Response:
+    data = load(UserCreateSchema(), await json_body(request))
+    user = await sign_up(request, data)
+    return json_response(user_json(user), status=201)
+
+
+@routes.post(f"{PREFIX}/auth/login")
+async def login(request: web.Request) -> web.Response:
+    data = load(LoginSchema(), await json_body(request))
+    token, user = await log_in(request, data["email"], data["password"])
+    return json_response({
+        "accessToken": token, "tokenType": "Bearer", "expiresIn": request.app[AUTH].lifetime,
+        "user": user_json(user),
+    })
+
+
+@routes.get(f"{PREFIX}/me")
+async def me(request: web.Request) -> web.Response:
+    identity = authenticate(request)
+    return json_response(me_json(request.app[LEDGER].state, identity.user))
+
+
+@routes.get(f"{PREFIX}/polls")
+async def list_polls(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    now = ledger.clock()
+    return json_response({"polls": [poll_json(p, now) for p in ledger.state.polls.values()]})
+
+
+@routes.get(f"{PREFIX}/polls/{{pollId}}")
+async def show_poll(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    return json_response(poll_json(get_poll(ledger.state, request.match_info["pollId"]), ledger.clock()))
+
+
+@routes.post(f"{PREFIX}/polls/{{pollId}}/votes")
+async def vote(request: web.Request) -> web.Response:
+    identity = authenticate(request)
+    data = load(VoteRequestSchema(), await json_body(request))
+    get_poll(request.app[LEDGER].state, request.match_info["pollId"])
+    record = await cast_vote(request, identity, request.match_info["pollId"], data["candidateId"])
+    return json_response(vote_json(record), status=201)
+
+
+@routes.get(f"{PREFIX}/polls/{{pollId}}/results")
+async def results(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    query = load(ResultsQuerySchema(), _single_values(request))
+    poll = get_poll(ledger.state, request.match_info["pollId"])
+    header = request.headers.get("Authorization")
+    user_id = authenticate(request).user.user_id if header else None
+    check_results_visible(ledger.state, poll, user_id, ledger.clock())
+    at = query.get("at")
+    if at is None:
+        return json_response(results_json(tally(poll, ledger.state.head_seq)))
+    if at > ledger.state.head_seq:
+        raise ApiError(400, "invalid_query", f"the ledger ends at seq {ledger.state.head_seq}",
+                       {"at": "beyond the head of the ledger"})
+    return json_response(results_json(await tally_at(ledger.store, poll.poll_id, at)))
+
+
+def _single_values(request: web.Request) -> dict[str, str]:
+    """Query parameters, refusing any given twice."""
+    values: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key in values:
+            raise ApiError(400, "invalid_query", f"{key} is given more than once", {key: "repeated"})
+        values[key] = value
+    return values
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the ledger takes writes, 503 otherwise."""
+    ledger = request.app[LEDGER]
+    await ledger.check_writable()
+    return json_response({"status": "ok", "seq": ledger.state.head_seq})
