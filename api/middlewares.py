@@ -17,7 +17,7 @@ from ledger.writer import WriterClosedError
 from projections.errors import DomainError
 
 log = logging.getLogger("vote_ledger.api")
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
