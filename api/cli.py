@@ -268,6 +268,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from api import bench
+
+    workdir = Path(args.workdir) if args.workdir else None
+    figures = bench.run(args.users, args.connections, args.duration, workdir)
+    print(json.dumps(figures, indent=2) if args.json else bench.report(figures))
+    return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="A vote service whose result anyone can check.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -287,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd = command("audit", "check the whole ledger; exit 1 naming the first bad seq", cmd_audit)
     audit_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     command("rebuild", "rebuild every projection from the log", cmd_rebuild)
+
+    bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling")
+    bench_cmd.set_defaults(run=cmd_bench)
+    bench_cmd.add_argument("--users", type=int, default=60_000, help="distinct voters (default 60000)")
+    bench_cmd.add_argument("--connections", type=int, default=64)
+    bench_cmd.add_argument("--duration", type=float, default=5.0, help="seconds per scenario")
+    bench_cmd.add_argument("--workdir", help="keep the ledger and files here")
+    bench_cmd.add_argument("--json", action="store_true")
 
     users = commands.add_parser("users", help="user commands").add_subparsers(
         dest="users_command", required=True, parser_class=_Parser)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
-from ledger.chain import GENESIS_HASH, link
+from ledger.chain import GENESIS_HASH
 from ledger.errors import (
     ConcurrencyError,
+    CorruptEventError,
     LedgerError,
     NotALedgerError,
     SchemaTooNewError,
@@ -29,9 +31,13 @@ from ledger.store import (
     NewEvent,
     PrivateData,
     Row,
+    Statement,
     StoredEvent,
     WriteTransaction,
+    chain,
 )
+
+T = TypeVar("T")
 
 APPLICATION_ID = 0x564C4447  # "VLDG": marks a file as a vote-ledger database
 SCHEMA_VERSION = 1
@@ -85,71 +91,128 @@ def translate(exc: sqlite3.Error, path: Path) -> LedgerError:
     return StoreUnavailableError(f"{path}: {message}")
 
 
-class SqliteWriteTransaction(WriteTransaction):
-    """A ``BEGIN IMMEDIATE`` transaction on the store's writer connection."""
+class _Writer:
+    """The one writer connection of a process, driven from its own thread.
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, head: Head) -> None:
-        self._conn = conn
-        self._path = path
+    Every call runs a whole step (a batch, a statement list) in that thread, so a group commit
+    costs one hop between the event loop and the thread, not one per statement.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the writer thread; driver errors come back as ledger errors."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
+    def head(self) -> Head:
+        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
+
+    def begin(self) -> Head:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            return self.head()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def read_after(self, seq: int) -> list[StoredEvent]:
+        rows = self.conn.execute(f"{_SELECT} WHERE e.seq > ? ORDER BY e.seq", (seq,)).fetchall()
+        return [_row_to_event(tuple(r)) for r in rows]
+
+    def insert(self, events: Sequence[StoredEvent]) -> None:
+        self.conn.executemany(
+            "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.seq, e.event_id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash) for e in events],
+        )
+        private = [(e.event_id, e.private.salt, e.private.body) for e in events if e.private]
+        if private:
+            self.conn.executemany("INSERT INTO private_data (event_id, salt, body) VALUES (?, ?, ?)", private)
+
+    def execute(self, statements: Sequence[Statement]) -> None:
+        for sql, rows in statements:
+            self.conn.executemany(sql, rows)
+
+    def script(self, sql: str) -> None:
+        for statement in _statements(sql):
+            self.conn.execute(statement)
+
+    def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        return [tuple(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def commit(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+
+    def rollback(self) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back by itself when a transaction cannot go on
+
+    def commit_batch(
+        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    ) -> list[StoredEvent]:
+        current = self.begin()
+        try:
+            if current != head:
+                foreign = self.read_after(head.seq)
+                self.rollback()
+                if current.seq < head.seq or not foreign:
+                    raise CorruptEventError(
+                        f"the log ends at seq {current.seq} but this process has seen seq {head.seq}: "
+                        "the log lost events; run the audit"
+                    )
+                return foreign
+            self.insert(events)
+            self.execute(statements)
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+        return []
+
+    def close(self) -> None:
+        self._executor.submit(self.conn.close).result()
+        self._executor.shutdown(wait=True)
+
+
+class SqliteWriteTransaction(WriteTransaction):
+    """A ``BEGIN IMMEDIATE`` transaction on the writer connection (for multi-step writes)."""
+
+    def __init__(self, writer: _Writer, head: Head) -> None:
+        self._writer = writer
         self.head = head
 
     async def read_after(self, seq: int) -> list[StoredEvent]:
-        try:
-            async with self._conn.execute(f"{_SELECT} WHERE e.seq > ? ORDER BY e.seq", (seq,)) as cur:
-                return [_row_to_event(tuple(r)) for r in await cur.fetchall()]
-        except sqlite3.Error as exc:
-            raise translate(exc, self._path) from exc
+        return await self._writer.run(self._writer.read_after, seq)
 
     async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        stored: list[StoredEvent] = []
-        seq, prev = self.head.seq, self.head.hash
-        for event in events:
-            seq += 1
-            digest = link(prev, event.body)
-            stored.append(
-                StoredEvent(
-                    seq, event.event_id, event.type, event.stream, event.version,
-                    event.body, prev, digest, event.private,
-                )
-            )
-            prev = digest
-        try:
-            await self._conn.executemany(
-                "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e.seq, e.event_id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash)
-                 for e in stored],
-            )
-            private = [(e.event_id, e.private.salt, e.private.body) for e in stored if e.private]
-            if private:
-                await self._conn.executemany(
-                    "INSERT INTO private_data (event_id, salt, body) VALUES (?, ?, ?)", private
-                )
-        except sqlite3.Error as exc:
-            raise translate(exc, self._path) from exc
+        stored = chain(self.head, events)
+        await self._writer.run(self._writer.insert, stored)
         if stored:
-            self.head = Head(seq, prev)
+            self.head = Head(stored[-1].seq, stored[-1].hash)
         return stored
 
     async def execute_many(self, sql: str, rows: Sequence[Row]) -> None:
-        try:
-            await self._conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise translate(exc, self._path) from exc
-
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        try:
-            async with self._conn.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
-        except sqlite3.Error as exc:
-            raise translate(exc, self._path) from exc
+        await self._writer.run(self._writer.execute, [(sql, rows)])
 
     async def execute_script(self, sql: str) -> None:
-        try:
-            for statement in _statements(sql):
-                await self._conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise translate(exc, self._path) from exc
+        await self._writer.run(self._writer.script, sql)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._writer.run(self._writer.fetch_all, sql, params)
 
 
 def _statements(script: str) -> list[str]:
@@ -169,7 +232,7 @@ class SqliteEventStore(EventStore):
     def __init__(
         self,
         path: Path,
-        writer: aiosqlite.Connection | None,
+        writer: _Writer | None,
         reader: aiosqlite.Connection,
         probe: sqlite3.Connection,
     ) -> None:
@@ -207,14 +270,14 @@ class SqliteEventStore(EventStore):
             _check_or_create(probe, path, exists, create)
             reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             connections.append(reader)
+            await reader.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
             writer = None
             if not readonly:
-                writer = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-                connections.append(writer)
-            for conn in (reader, writer):
-                if conn is not None:
-                    await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-                    await conn.execute("PRAGMA synchronous = FULL")
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                connections.append(conn)
+                conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+                conn.execute("PRAGMA synchronous = FULL")
+                writer = _Writer(conn, path)
         except sqlite3.Error as exc:
             await _close_all(connections)
             raise translate(exc, path) from exc
@@ -249,41 +312,29 @@ class SqliteEventStore(EventStore):
             if len(rows) < READ_CHUNK:
                 return
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[WriteTransaction]:
+    async def commit_batch(
+        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    ) -> list[StoredEvent]:
+        writer = self._writable()
+        async with self._write_lock:
+            return await writer.run(writer.commit_batch, head, events, statements)
+
+    def _writable(self) -> _Writer:
         if self._writer is None:
             raise StoreUnavailableError(f"{self.path} is open read-only")
-        conn = self._writer
-        async with self._write_lock:
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-                async with conn.execute(
-                    "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-                ) as cur:
-                    row = await cur.fetchone()
-            except sqlite3.Error as exc:
-                await self._rollback()
-                raise translate(exc, self.path) from exc
-            head = Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
-            tx = SqliteWriteTransaction(conn, self.path, head)
-            try:
-                yield tx
-            except BaseException:
-                await self._rollback()
-                raise
-            try:
-                await conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                await self._rollback()
-                raise translate(exc, self.path) from exc
+        return self._writer
 
-    async def _rollback(self) -> None:
-        assert self._writer is not None
-        try:
-            if self._writer.in_transaction:
-                await self._writer.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the connection rolls back by itself when the transaction cannot go on
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[WriteTransaction]:
+        writer = self._writable()
+        async with self._write_lock:
+            head = await writer.run(writer.begin)
+            try:
+                yield SqliteWriteTransaction(writer, head)
+            except BaseException:
+                await writer.run(writer.rollback)
+                raise
+            await writer.run(writer.commit)
 
     async def changed(self) -> bool:
         # PRAGMA data_version costs a few microseconds and takes no lock, so it runs inline.
@@ -307,7 +358,10 @@ class SqliteEventStore(EventStore):
             raise translate(exc, self.path) from exc
 
     async def close(self) -> None:
-        await _close_all([self._probe, self._reader, self._writer])
+        if self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
+            self._writer = None
+        await _close_all([self._probe, self._reader])
 
 
 async def _close_all(connections: Sequence[Any]) -> None:

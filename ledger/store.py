@@ -12,6 +12,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.chain import link
+
 
 @dataclass(frozen=True, slots=True)
 class PrivateData:
@@ -57,6 +59,22 @@ class Head:
 
 
 Row = tuple[Any, ...]
+Statement = tuple[str, Sequence[Row]]  # SQL with ``?`` placeholders, run once per row
+
+
+def chain(head: Head, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    """The rows ``events`` become when appended after ``head``: positions and hashes."""
+    stored: list[StoredEvent] = []
+    seq, prev = head.seq, head.hash
+    for event in events:
+        seq += 1
+        digest = link(prev, event.body)
+        stored.append(StoredEvent(
+            seq, event.event_id, event.type, event.stream, event.version, event.body, prev, digest,
+            event.private,
+        ))
+        prev = digest
+    return stored
 
 
 class WriteTransaction(abc.ABC):
@@ -98,6 +116,15 @@ class EventStore(abc.ABC):
         self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
     ) -> AsyncIterator[list[StoredEvent]]:
         """Events with ``after < seq <= upto`` in order, in chunks; optionally one stream prefix."""
+
+    @abc.abstractmethod
+    async def commit_batch(
+        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    ) -> list[StoredEvent]:
+        """Append ``events`` (made by ``chain(head, ...)``) and run ``statements``, in one durable
+        transaction, if the log still ends at ``head``. Returns ``[]`` when committed; otherwise
+        appends nothing and returns the events others appended after ``head``, to catch up with.
+        """
 
     @abc.abstractmethod
     def write(self) -> AbstractAsyncContextManager[WriteTransaction]:

@@ -1,36 +1,51 @@
-"""Group commit: concurrent commands queue up and are decided and committed in one transaction.
+"""Group commit: concurrent commands queue up and are committed together in one transaction.
 
-Each caller is answered only after the commit that holds its events, so one fsync serves a whole
-batch. The handler decides every command of the batch inside the write transaction; a command that
-fails gets its own error while the others commit.
+The handler decides a whole batch against the state it holds, which is the state at the head it
+names; the store appends the batch only if the log still ends at that head, inside one
+``BEGIN IMMEDIATE`` transaction. If another process appended in between, nothing is written: the
+handler catches up with those events and decides the batch again. So every invariant is checked
+against exactly the state the batch commits on, one fsync serves the whole batch, and each caller
+is answered only after that commit. A command that fails gets its own error; the others commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ledger.errors import LedgerError, StoreUnavailableError
-from ledger.store import EventStore, WriteTransaction
+from ledger.store import EventStore, Head, Statement, StoredEvent
 
 C = TypeVar("C")
 R = TypeVar("R")
+C_contra = TypeVar("C_contra", contravariant=True)
 
 log = logging.getLogger(__name__)
+MAX_RETRIES = 100
 
 
 @dataclass
-class BatchOutcome(Generic[R]):
-    """What a handler decided: one result or error per command, and what to do once committed."""
+class Decision(Generic[R]):
+    """A decided batch: what to append after ``head``, the projection writes, and each result."""
 
+    head: Head
+    events: list[StoredEvent]
+    statements: list[Statement]
     results: list[R | Exception]
-    on_commit: Callable[[], None] = field(default=lambda: None)
+    token: object = field(default=None)  # the handler's own bookkeeping, handed back on commit
 
 
-BatchHandler = Callable[[WriteTransaction, Sequence[C]], Awaitable[BatchOutcome[R]]]
+class BatchHandler(Protocol[C_contra, R]):
+    """Decides batches against its state and keeps that state in step with the log."""
+
+    def decide(self, commands: Sequence[C_contra]) -> Decision[R]: ...
+
+    def catch_up(self, events: Sequence[StoredEvent]) -> None: ...
+
+    def committed(self, decision: Decision[R]) -> None: ...
 
 
 class WriterClosedError(LedgerError):
@@ -40,9 +55,7 @@ class WriterClosedError(LedgerError):
 class GroupCommitWriter(Generic[C, R]):
     """The one writer of a process: batches commands and commits each batch durably."""
 
-    def __init__(
-        self, store: EventStore, handler: BatchHandler[C, R], max_batch: int = 512
-    ) -> None:
+    def __init__(self, store: EventStore, handler: BatchHandler[C, R], max_batch: int = 512) -> None:
         self._store = store
         self._handler = handler
         self._max_batch = max_batch
@@ -82,33 +95,32 @@ class GroupCommitWriter(Generic[C, R]):
                 continue
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
-            await self._commit(batch)
+            try:
+                results = await self._commit([command for command, _ in batch])
+            except LedgerError as exc:
+                log.warning("batch of %d not committed: %s", len(batch), exc)
+                error = exc if isinstance(exc, StoreUnavailableError) else StoreUnavailableError(str(exc))
+                results = [error] * len(batch)
+            except Exception as exc:  # a defect: answer every caller rather than leave them hanging
+                log.exception("batch of %d failed", len(batch))
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
-    async def _commit(self, batch: list[tuple[C, asyncio.Future[R]]]) -> None:
-        commands = [command for command, _ in batch]
-        try:
-            async with self._store.write() as tx:
-                outcome = await self._handler(tx, commands)
-        except LedgerError as exc:
-            error: Exception = exc if isinstance(exc, StoreUnavailableError) else (
-                StoreUnavailableError(f"the batch could not be committed: {exc}")
-            )
-            log.warning("batch of %d not committed: %s", len(batch), exc)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        except Exception as exc:  # a defect: answer every caller rather than leave them hanging
-            log.exception("batch of %d failed", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        outcome.on_commit()
-        for (_, future), result in zip(batch, outcome.results, strict=True):
-            if future.done():
+    async def _commit(self, commands: list[C]) -> list[R | Exception]:
+        for _ in range(MAX_RETRIES):
+            decision = self._handler.decide(commands)
+            if not decision.events:
+                return decision.results  # nothing to append: refusals and replays need no commit
+            foreign = await self._store.commit_batch(decision.head, decision.events, decision.statements)
+            if foreign:
+                self._handler.catch_up(foreign)
                 continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            self._handler.committed(decision)
+            return decision.results
+        raise StoreUnavailableError("other writers kept the log moving; the batch was not committed")

@@ -1,8 +1,9 @@
 """Commands, and the batch handler that decides them inside the write transaction.
 
-For each batch the handler first catches up with whatever other writers appended, then decides every
-command against a scratch state (the live state plus the batch so far), appends the events, and
-writes the inline projection rows, all in one transaction. The live state moves only on commit.
+The handler decides every command of a batch against a scratch state (the live state plus the batch
+so far) and turns the outcome into events and inline projection rows; the group-commit writer
+commits them in one transaction, only if the log still ends where the state does. The live state
+moves only once the batch is durable.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 
 from ledger.chain import commitment
 from ledger.codec import canonical
-from ledger.errors import CorruptEventError
 from ledger.events import (
     CandidateAdded,
     Event,
@@ -25,13 +25,13 @@ from ledger.events import (
     VoteCast,
     encode,
 )
-from ledger.store import NewEvent, PrivateData, StoredEvent, WriteTransaction
-from ledger.writer import BatchOutcome
+from ledger.store import Head, NewEvent, PrivateData, StoredEvent, chain
+from ledger.writer import Decision
 from projections.errors import DomainError, IdempotencyConflictError, PollConfigError
 from projections.overlay import scratch, touched
 from projections.rules import expected_version, violation
 from projections.state import LedgerState, PrivateFields, VoteRecord
-from projections.tables import PROJECTIONS, rows_of, write_rows
+from projections.tables import PROJECTIONS, rows_of, statements
 
 
 @dataclass(frozen=True)
@@ -201,21 +201,14 @@ class Decider:
         self.state = state
         self._clock = clock
 
-    async def catch_up(self, tx: WriteTransaction) -> None:
-        """Fold in everything other writers appended; the log must not be behind the state."""
-        for stored in await tx.read_after(self.state.head_seq):
+    def catch_up(self, events: Sequence[StoredEvent]) -> None:
+        """Fold in what other writers appended."""
+        for stored in events:
             if stored.seq > self.state.head_seq:
                 self.state.apply_stored(stored)
-        if tx.head.seq != self.state.head_seq:
-            raise CorruptEventError(
-                f"the log ends at seq {tx.head.seq} but the projections are at "
-                f"{self.state.head_seq}: run the audit"
-            )
 
-    async def __call__(
-        self, tx: WriteTransaction, commands: Sequence[Command]
-    ) -> BatchOutcome[Result]:
-        await self.catch_up(tx)
+    def decide(self, commands: Sequence[Command]) -> Decision[Result]:
+        """Decide every command against the state plus the batch so far; change nothing yet."""
         view = scratch(self.state)
         now_ms = self._clock()
         pending: list[_Pending] = []
@@ -244,7 +237,8 @@ class Decider:
                 spans.append(exc)
                 continue
             spans.append((start, len(pending), notes))
-        stored = await tx.append([self._new_event(p) for p in pending])
+        head = Head(self.state.head_seq, self.state.head_hash)
+        stored = chain(head, [self._new_event(p) for p in pending])
         tables = rows_of(
             touched(view.users).values(), touched(view.polls).values(),
             touched(view.ballots), touched(view.idempotency),
@@ -253,14 +247,15 @@ class Decider:
             tables["projection_position"] = [
                 (name, stored[-1].seq, stored[-1].hash) for name in PROJECTIONS
             ]
-        await write_rows(tx, tables)
         results = [self._result(span, commands[i], stored) for i, span in enumerate(spans)]
+        return Decision(head, stored, statements(tables), results, token=pending)
 
-        def on_commit() -> None:
-            for item, row in zip(pending, stored, strict=True):
+    def committed(self, decision: Decision[Result]) -> None:
+        """The batch is durable: fold it into the live state (unless a reader already caught up)."""
+        pending: list[_Pending] = decision.token  # type: ignore[assignment]
+        for item, row in zip(pending, decision.events, strict=True):
+            if row.seq > self.state.head_seq:
                 self.state.apply(row.seq, row.hash, item.event, item.private)
-
-        return BatchOutcome(results, on_commit)
 
     def _decide(
         self, view: LedgerState, command: Command, now_ms: int
@@ -294,12 +289,7 @@ class Decider:
         start, end, notes = span
         rows = stored[start:end]
         if isinstance(command, RegisterUser):
-            event = rows[0]
-            return Registered(_user_id(event), event.seq)
+            return Registered(rows[0].stream.removeprefix("user:"), rows[0].seq)
         if isinstance(command, CastVote):
             return VoteRecord(rows[0].seq, command.poll_id, command.candidate_id)
         return Appended(tuple(r.seq for r in rows), tuple(r.type for r in rows), tuple(notes))
-
-
-def _user_id(event: StoredEvent) -> str:
-    return event.stream.removeprefix("user:")

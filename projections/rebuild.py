@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ledger.store import EventStore
 from projections.compare import Difference, differences, live_rows
 from projections.state import LedgerState
-from projections.tables import TABLES, ddl, state_rows, write_rows
+from projections.tables import TABLES, ddl, state_rows, statements
 
 Progress = Callable[[int, int], None]
 SHADOW = "__rebuild"
@@ -46,7 +46,8 @@ async def rebuild(store: EventStore, progress: Progress | None = None) -> Rebuil
         changes = differences(await live_rows(tx.fetch_all), state)
         drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in TABLES)
         await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False))
-        await write_rows(tx, state_rows(state), SHADOW)
+        for sql, rows in statements(state_rows(state), SHADOW):
+            await tx.execute_many(sql, rows)
         swaps = "\n".join(
             f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in TABLES
         )

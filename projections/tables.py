@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ledger.store import Row, WriteTransaction
+from ledger.store import Row, Statement
 from projections.model import Ballot, Candidate, Poll, User
 from projections.state import LedgerState, VoteRecord
 
@@ -127,8 +127,8 @@ def insert_sql(table: str, suffix: str = "", replace: bool = True) -> str:
     return f"{verb} INTO {table}{suffix} VALUES ({', '.join('?' * COLUMNS[table])})"
 
 
-async def write_rows(tx: WriteTransaction, tables: Mapping[str, list[Row]], suffix: str = "") -> None:
-    """Insert rows; new users must not collide (the email constraint is the last line of defence)."""
-    for table, rows in tables.items():
-        if rows:
-            await tx.execute_many(insert_sql(table, suffix, replace=table != "users"), rows)
+def statements(tables: Mapping[str, list[Row]], suffix: str = "") -> list[Statement]:
+    """Inserts for the rows; new users must not collide (the email constraint is the last defence)."""
+    return [
+        (insert_sql(table, suffix, replace=table != "users"), rows) for table, rows in tables.items() if rows
+    ]

@@ -1,0 +1,345 @@
+"""The throughput benchmark: the real service in its own process, driven by a real load generator.
+
+It builds a fresh ledger, imports users with a cheap hashing cost, mints their tokens, starts
+``vote-ledger serve`` and drives it with wrk (one token per request, so every vote is by a distinct
+user), then measures a bare aiohttp handler the same way, in the same run, as the ceiling. Afterwards
+it checks that the tallies equal the acknowledged votes and that the audit passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+
+from ledger.sqlite import SqliteEventStore
+from projections.audit import audit
+from projections.service import replay
+
+SECRET = "bench-secret-" + "b" * 40
+POLLS = """
+[[polls]]
+id = "bench-legacy"
+title = "legacy route votes"
+legacy = true
+[[polls.candidates]]
+name = "alpha"
+[[polls.candidates]]
+name = "beta"
+
+[[polls]]
+id = "bench-json"
+title = "JSON API votes"
+[[polls.candidates]]
+name = "gamma"
+[[polls.candidates]]
+name = "delta"
+"""
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+async def hello(request):
+    return web.json_response({"ok": True})
+app = web.Application()
+app.router.add_get("/", hello)
+try:
+    import uvloop; uvloop.install()
+except ImportError:
+    pass
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+# Each wrk connection takes the next token of its thread's slice; a thread stops when its slice is
+# spent, so no user ever votes twice in a scenario.
+WRK_SCRIPT = """
+local tokens = {}
+for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
+local method = os.getenv("BENCH_METHOD")
+local path = os.getenv("BENCH_PATH")
+local body = os.getenv("BENCH_BODY")
+local threads = tonumber(os.getenv("BENCH_THREADS"))
+local counter = 0
+function setup(thread)
+  thread:set("index", counter)
+  counter = counter + 1
+end
+function init(args)
+  local per = math.floor(#tokens / threads)
+  first = index * per + 1
+  last = first + per - 1
+  nexti = first
+end
+function request()
+  if method ~= "" and nexti > last then
+    wrk.thread:stop()
+    nexti = first
+  end
+  local token = tokens[nexti]
+  nexti = nexti + 1
+  if nexti > last and method == "" then nexti = first end
+  local headers = {}
+  if token ~= nil and method ~= "" then headers["Authorization"] = "Bearer " .. token end
+  if body ~= "" then headers["Content-Type"] = "application/json" end
+  local b = nil
+  if body ~= "" then b = body end
+  return wrk.format(method ~= "" and method or "GET", path, headers, b)
+end
+function done(summary, latency, requests)
+  local non2xx = summary.errors.status
+  io.stderr:write(string.format(
+    'BENCH {"requests": %d, "seconds": %.6f, "non2xx": %d, "socket_errors": %d, ' ..
+    '"p50_ms": %.3f, "p99_ms": %.3f}\\n',
+    summary.requests, summary.duration / 1e6, non2xx,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+@dataclass
+class Scenario:
+    """One measured scenario."""
+
+    name: str
+    requests: int
+    ok: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ratio: float = 0.0
+    generator: str = "wrk"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not start listening in time")
+
+
+def _env(db: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "VOTE_LEDGER_DB": str(db),
+        "VOTE_LEDGER_JWT_SECRET": SECRET,
+        "VOTE_LEDGER_ARGON2_TIME_COST": "1",
+        "VOTE_LEDGER_ARGON2_MEMORY_COST": "8",
+        "VOTE_LEDGER_ARGON2_PARALLELISM": "1",
+    }
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "api.cli", *args]
+
+
+def _wrk(port: int, tokens: Path, path: str, connections: int, duration: float,
+         method: str = "", body: str = "") -> dict[str, Any]:
+    work = tokens.parent
+    script = work / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "BENCH_TOKENS": str(tokens), "BENCH_PATH": path, "BENCH_METHOD": method,
+           "BENCH_BODY": body, "BENCH_THREADS": "1"}
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{port}"],
+        env=env, capture_output=True, text=True, timeout=duration + 120,
+    )
+    for line in result.stderr.splitlines():
+        if line.startswith("BENCH "):
+            stats: dict[str, Any] = json.loads(line[6:])
+            return stats
+    raise RuntimeError(f"wrk printed no figures: {result.stdout} {result.stderr}")
+
+
+async def _aiohttp_load(port: int, tokens: list[str], path: str, connections: int, duration: float,
+                        method: str, body: str) -> dict[str, Any]:
+    """The fallback load generator when wrk is absent (slower; it shares the Python runtime's cost)."""
+    latencies: list[float] = []
+    ok = non2xx = 0
+    queue = iter(tokens)
+    deadline = time.monotonic() + duration
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+        async def worker() -> None:
+            nonlocal ok, non2xx
+            while time.monotonic() < deadline:
+                token = next(queue, None)
+                if token is None and method:
+                    return
+                headers = {"Authorization": f"Bearer {token}"} if method and token else {}
+                start = time.perf_counter()
+                async with session.request(method or "GET", f"http://127.0.0.1:{port}{path}",
+                                           headers=headers, data=body or None,
+                                           ) as response:
+                    await response.read()
+                latencies.append(time.perf_counter() - start)
+                if 200 <= response.status < 300:
+                    ok += 1
+                else:
+                    non2xx += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        seconds = time.monotonic() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+
+    return {"requests": ok + non2xx, "seconds": seconds, "non2xx": non2xx, "socket_errors": 0,
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+
+
+def _drive(port: int, tokens_file: Path, tokens: list[str], name: str, path: str, connections: int,
+           duration: float, method: str = "", body: str = "") -> Scenario:
+    if shutil.which("wrk"):
+        stats, generator = _wrk(port, tokens_file, path, connections, duration, method, body), "wrk"
+    else:
+        stats = asyncio.run(_aiohttp_load(port, tokens, path, connections, duration, method, body))
+        generator = "aiohttp (wrk not found)"
+    ok = stats["requests"] - stats["non2xx"] - stats["socket_errors"]
+    return Scenario(name, stats["requests"], ok, stats["seconds"], ok / stats["seconds"],
+                    stats["p50_ms"], stats["p99_ms"], generator=generator)
+
+
+def _serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(port, process)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _tokens_and_tallies(db: Path) -> tuple[list[str], dict[str, int]]:
+    store = await SqliteEventStore.open(db, readonly=True)
+    try:
+        state = await replay(store)
+    finally:
+        await store.close()
+    now = int(time.time())
+    tokens = [
+        jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": now + 3600}, SECRET, "HS256")
+        for u in state.users.values()
+    ]
+    return tokens, {p.poll_id: p.total_votes for p in state.polls.values()}
+
+
+async def _audit(db: Path) -> bool:
+    store = await SqliteEventStore.open(db, readonly=True)
+    try:
+        return (await audit(store)).ok
+    finally:
+        await store.close()
+
+
+def run(users: int, connections: int, duration: float, keep: Path | None = None) -> dict[str, Any]:
+    """Run every scenario and return the figures."""
+    work = Path(tempfile.mkdtemp(prefix="vote-ledger-bench-")) if keep is None else keep
+    work.mkdir(parents=True, exist_ok=True)
+    db, polls = work / "bench.db", work / "polls.toml"
+    polls.write_text(POLLS, encoding="utf-8")
+    env = _env(db)
+    people = work / "users.jsonl"
+    with people.open("w") as handle:
+        for i in range(users):
+            handle.write(json.dumps({"email": f"user{i}@bench.example", "name": f"user {i}",
+                                     "password": f"pw-{i}"}) + "\n")
+    started = time.perf_counter()
+    subprocess.run(_command("polls", "load", "--config", str(polls)), env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(_command("users", "import", str(people)), env=env, check=True, stdout=subprocess.DEVNULL)
+    import_seconds = time.perf_counter() - started
+    tokens, _ = asyncio.run(_tokens_and_tallies(db))
+    tokens_file = work / "tokens.txt"
+    tokens_file.write_text("\n".join(tokens) + "\n")
+
+    scenarios: list[Scenario] = []
+    port = _free_port()
+    bare = _serve([sys.executable, "-c", BARE_SERVER, str(port)], env, port)
+    try:
+        ceiling = _drive(port, tokens_file, tokens, "bare aiohttp (ceiling)", "/", connections, duration)
+    finally:
+        _stop(bare)
+    scenarios.append(ceiling)
+
+    port = _free_port()
+    server = _serve(_command("serve", "--port", str(port), "--config", str(polls), "--log-format", "json"),
+                    {**env, "PYTHONUNBUFFERED": "1"}, port)
+    try:
+        scenarios.append(_drive(port, tokens_file, tokens, "GET /candidates", "/candidates",
+                                connections, duration))
+        scenarios.append(_drive(port, tokens_file, tokens, "GET /vote?id=N (legacy)", "/vote?id=1",
+                                connections, duration, method="GET"))
+        scenarios.append(_drive(port, tokens_file, tokens, "POST /api/v1/polls/{id}/votes",
+                                "/api/v1/polls/bench-json/votes", connections, duration, method="POST",
+                                body='{"candidateId": 3}'))
+    finally:
+        _stop(server)
+    for scenario in scenarios:
+        scenario.ratio = round(scenario.rps / ceiling.rps, 3) if ceiling.rps else 0.0
+
+    _, tallies = asyncio.run(_tokens_and_tallies(db))
+    acknowledged = {"bench-legacy": scenarios[2].ok, "bench-json": scenarios[3].ok}
+    # wrk stops with up to one request per connection in flight: those votes may have committed
+    # without wrk counting the answer, so a tally may exceed the acknowledged votes by that much.
+    tallies_match = all(
+        acknowledged[k] <= tallies.get(k, 0) <= acknowledged[k] + connections for k in acknowledged
+    )
+    audit_ok = asyncio.run(_audit(db))
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
+        "users": users, "connections": connections, "duration": duration,
+        "import_seconds": round(import_seconds, 2),
+        "scenarios": [asdict(s) for s in scenarios],
+        "tallies": tallies, "acknowledged": acknowledged,
+        "tallies_match": tallies_match,
+        "audit_passed": audit_ok,
+        "workdir": str(work),
+    }
+
+
+def report(figures: dict[str, Any]) -> str:
+    """A human-readable table of the figures."""
+    lines = [f"{'scenario':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  generator"]
+    for s in figures["scenarios"]:
+        lines.append(f"{s['name']:<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+                     f"{s['ratio']:>8.2f}  {s['generator']}")
+    lines.append(f"users {figures['users']:,} (imported in {figures['import_seconds']} s), "
+                 f"{figures['connections']} connections, {figures['duration']} s per scenario")
+    lines.append(f"tallies {figures['tallies']} vs acknowledged {figures['acknowledged']}: "
+                 f"{'match (within in-flight requests)' if figures['tallies_match'] else 'MISMATCH'}; audit "
+                 f"{'passed' if figures['audit_passed'] else 'FAILED'}")
+    return "\n".join(lines)
