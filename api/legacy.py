@@ -8,7 +8,7 @@ from api.actions import authenticate, cast_vote, json_response, log_in, sign_up
 from api.bodies import legacy_fields
 from api.errors import ApiError
 from api.keys import LEDGER
-from api.schemas import MAX_ID, LegacyLoginSchema, LegacySignupSchema, load
+from api.schemas import LEGACY_LOGIN, LEGACY_SIGNUP, MAX_ID, load
 from api.views import legacy_candidates, user_json
 
 routes = web.RouteTableDef()
@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 @routes.post("/auth/signup")
 async def signup(request: web.Request) -> web.Response:
     """Form or JSON ``email, password, name`` (``part``, ``team`` optional) → 201."""
-    data = load(LegacySignupSchema(), await legacy_fields(request))
+    data = load(LEGACY_SIGNUP, await legacy_fields(request))
     user = await sign_up(request, data)
     return json_response(user_json(user), status=201)
 
@@ -25,7 +25,7 @@ async def signup(request: web.Request) -> web.Response:
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.Response:
     """Form or JSON ``email, password`` → the bare JWT as text/plain."""
-    data = load(LegacyLoginSchema(), await legacy_fields(request))
+    data = load(LEGACY_LOGIN, await legacy_fields(request))
     token, _ = await log_in(request, data["email"], data["password"])
     return web.Response(text=token, content_type="text/plain")
 

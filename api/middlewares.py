@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -34,9 +35,16 @@ _HTTP_CODES = {
 }
 
 
+_PROCESS = uuid.uuid4().hex[:8]
+_counter = itertools.count(1)
+
+
 def _request_id(request: web.Request) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    return given if _SAFE_ID.match(given) else uuid.uuid4().hex[:16]
+    """The caller's ``X-Request-Id`` if it is safe to echo, else this process's next id."""
+    given = request.headers.get("X-Request-Id")
+    if given is not None and _SAFE_ID.match(given):
+        return given
+    return f"{_PROCESS}-{next(_counter):x}"
 
 
 @web.middleware

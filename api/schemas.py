@@ -189,3 +189,12 @@ def _first(value: Any) -> str:
     if isinstance(value, list):
         return _first(value[0]) if value else ""
     return str(value)
+
+
+# Schemas are stateless once built, and building one costs more than loading with it.
+USER_CREATE = UserCreateSchema()
+LOGIN = LoginSchema()
+LEGACY_SIGNUP = LegacySignupSchema()
+LEGACY_LOGIN = LegacyLoginSchema()
+VOTE_REQUEST = VoteRequestSchema()
+RESULTS_QUERY = ResultsQuerySchema()

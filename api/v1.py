@@ -8,13 +8,7 @@ from api.actions import authenticate, cast_vote, json_response, log_in, sign_up
 from api.bodies import json_body
 from api.errors import ApiError
 from api.keys import AUTH, LEDGER
-from api.schemas import (
-    LoginSchema,
-    ResultsQuerySchema,
-    UserCreateSchema,
-    VoteRequestSchema,
-    load,
-)
+from api.schemas import LOGIN, RESULTS_QUERY, USER_CREATE, VOTE_REQUEST, load
 from api.views import me_json, poll_json, results_json, user_json, vote_json
 from projections.queries import check_results_visible, get_poll, tally, tally_at
 
@@ -24,14 +18,14 @@ PREFIX = "/api/v1"
 
 @routes.post(f"{PREFIX}/users")
 async def create_user(request: web.Request) -> web.Response:
-    data = load(UserCreateSchema(), await json_body(request))
+    data = load(USER_CREATE, await json_body(request))
     user = await sign_up(request, data)
     return json_response(user_json(user), status=201)
 
 
 @routes.post(f"{PREFIX}/auth/login")
 async def login(request: web.Request) -> web.Response:
-    data = load(LoginSchema(), await json_body(request))
+    data = load(LOGIN, await json_body(request))
     token, user = await log_in(request, data["email"], data["password"])
     return json_response({
         "accessToken": token, "tokenType": "Bearer", "expiresIn": request.app[AUTH].lifetime,
@@ -61,7 +55,7 @@ async def show_poll(request: web.Request) -> web.Response:
 @routes.post(f"{PREFIX}/polls/{{pollId}}/votes")
 async def vote(request: web.Request) -> web.Response:
     identity = authenticate(request)
-    data = load(VoteRequestSchema(), await json_body(request))
+    data = load(VOTE_REQUEST, await json_body(request))
     get_poll(request.app[LEDGER].state, request.match_info["pollId"])
     record = await cast_vote(request, identity, request.match_info["pollId"], data["candidateId"])
     return json_response(vote_json(record), status=201)
@@ -70,7 +64,7 @@ async def vote(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/polls/{{pollId}}/results")
 async def results(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    query = load(ResultsQuerySchema(), _single_values(request))
+    query = load(RESULTS_QUERY, _single_values(request))
     poll = get_poll(ledger.state, request.match_info["pollId"])
     header = request.headers.get("Authorization")
     user_id = authenticate(request).user.user_id if header else None

@@ -7,6 +7,7 @@ chain. They are defence in depth only; the hash chain and the audit are what mak
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -127,18 +128,35 @@ class _Writer:
         return [_row_to_event(tuple(r)) for r in rows]
 
     def insert(self, events: Sequence[StoredEvent]) -> None:
-        self.conn.executemany(
-            "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(e.seq, e.event_id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash) for e in events],
-        )
-        private = [(e.event_id, e.private.salt, e.private.body) for e in events if e.private]
-        if private:
-            self.conn.executemany("INSERT INTO private_data (event_id, salt, body) VALUES (?, ?, ?)", private)
+        self.execute([
+            ("INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
+             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             [(e.seq, e.event_id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash) for e in events]),
+            ("INSERT INTO private_data (event_id, salt, body) VALUES (?, ?, ?)",
+             [(e.event_id, e.private.salt, e.private.body) for e in events if e.private]),
+        ])
 
     def execute(self, statements: Sequence[Statement]) -> None:
+        """Run each statement for its rows, many rows per call.
+
+        A multi-row ``VALUES`` list makes one call into SQLite where ``executemany`` makes one per
+        row; each call hands the GIL back and forth with the event loop, which costs far more than
+        the insert itself when the loop is busy.
+        """
         for sql, rows in statements:
-            self.conn.executemany(sql, rows)
+            if not rows:
+                continue
+            head, values, tail = _split_values(sql)
+            if values is None:
+                self.conn.executemany(sql, rows)
+                continue
+            step = max(1, MAX_VARIABLES // values.count("?"))
+            for start in range(0, len(rows), step):
+                chunk = rows[start : start + step]
+                self.conn.execute(
+                    head + ", ".join([values] * len(chunk)) + tail,
+                    [value for row in chunk for value in row],
+                )
 
     def script(self, sql: str) -> None:
         for statement in _statements(sql):
@@ -215,6 +233,16 @@ class SqliteWriteTransaction(WriteTransaction):
         return await self._writer.run(self._writer.fetch_all, sql, params)
 
 
+MAX_VARIABLES = 32766  # SQLite's limit on ? placeholders in one statement (3.32+)
+_VALUES = re.compile(r"^(INSERT .*? VALUES )(\([?, ]+\))(.*)$", re.DOTALL | re.IGNORECASE)
+
+
+def _split_values(sql: str) -> tuple[str, str | None, str]:
+    """``INSERT ... VALUES (?, ?)`` split around its one row of placeholders."""
+    match = _VALUES.match(sql)
+    return (match.group(1), match.group(2), match.group(3)) if match else (sql, None, "")
+
+
 def _statements(script: str) -> list[str]:
     """Split a DDL script into statements (``executescript`` would commit the transaction)."""
     statements, current = [], ""
@@ -267,7 +295,7 @@ class SqliteEventStore(EventStore):
             probe = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             connections.append(probe)
             probe.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-            _check_or_create(probe, path, exists, create)
+            _check_or_create(probe, path, create)
             reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             connections.append(reader)
             await reader.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
@@ -287,8 +315,12 @@ class SqliteEventStore(EventStore):
         return cls(path, writer, reader, probe)
 
     async def head(self) -> Head:
-        rows = await self.fetch_all("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        return Head(rows[0][0], rows[0][1]) if rows else Head(0, GENESIS_HASH)
+        # one indexed lookup that takes no lock in WAL mode: cheap enough to run inline
+        try:
+            row = self._probe.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
 
     async def read(
         self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
@@ -374,33 +406,39 @@ async def _close_all(connections: Sequence[Any]) -> None:
             conn.close()
 
 
-def _check_or_create(conn: sqlite3.Connection, path: Path, exists: bool, create: bool) -> None:
-    """Refuse files that are not ledgers or are too new; lay out the schema of a new one."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if exists and app_id != APPLICATION_ID:
-        if app_id == 0 and version == 0 and not _has_tables(conn) and create:
-            exists = False  # an empty SQLite file: lay the ledger out in it
-        else:
+def _check_or_create(conn: sqlite3.Connection, path: Path, create: bool) -> None:
+    """Refuse files that are not ledgers or are too new; lay out the schema of a new one.
+
+    With ``create`` the check runs under the write lock, so processes creating the same new ledger
+    at once lay it out exactly once.
+    """
+    if create:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and version == 0 and not _has_tables(conn):
+            if not create:
+                raise NotALedgerError(f"{path} is an empty database, not a vote-ledger")
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif app_id != APPLICATION_ID:
             raise NotALedgerError(f"{path} is not a vote-ledger database")
-    if exists:
-        if version > SCHEMA_VERSION:
+        elif version > SCHEMA_VERSION:
             raise SchemaTooNewError(
                 f"{path} was written by a newer vote-ledger (schema {version}; this one reads "
                 f"up to {SCHEMA_VERSION})"
             )
-        return
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _statements(SCHEMA):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
+        if create:
+            conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+    if create:
+        conn.execute("PRAGMA journal_mode = WAL")
 
 
 def _has_tables(conn: sqlite3.Connection) -> bool:

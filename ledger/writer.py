@@ -63,6 +63,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.in_flight: list[StoredEvent] = []  # the batch being committed
 
     def start(self) -> None:
         """Start the writer task."""
@@ -76,6 +77,12 @@ class GroupCommitWriter(Generic[C, R]):
         self._queue.append((command, future))
         self._wakeup.set()
         return await asyncio.shield(future)
+
+    def is_own(self, head: Head) -> bool:
+        """Whether ``head`` is an event of the batch this writer is committing right now."""
+        if not self.in_flight or not self.in_flight[0].seq <= head.seq <= self.in_flight[-1].seq:
+            return False
+        return self.in_flight[head.seq - self.in_flight[0].seq].hash == head.hash
 
     async def close(self) -> None:
         """Commit (or refuse) everything queued, then stop."""
@@ -116,11 +123,21 @@ class GroupCommitWriter(Generic[C, R]):
         for _ in range(MAX_RETRIES):
             decision = self._handler.decide(commands)
             if not decision.events:
-                return decision.results  # nothing to append: refusals and replays need no commit
-            foreign = await self._store.commit_batch(decision.head, decision.events, decision.statements)
-            if foreign:
-                self._handler.catch_up(foreign)
+                # Nothing to append (refusals, replays): no transaction, but the refusals must stand
+                # on the log as it is now, so catch up and decide again if anyone appended.
+                if (await self._store.head()).seq == decision.head.seq:
+                    return decision.results
+                async for chunk in self._store.read(after=decision.head.seq):
+                    self._handler.catch_up(chunk)
                 continue
-            self._handler.committed(decision)
+            self.in_flight = decision.events
+            try:
+                foreign = await self._store.commit_batch(decision.head, decision.events, decision.statements)
+                if foreign:
+                    self._handler.catch_up(foreign)
+                    continue
+                self._handler.committed(decision)
+            finally:
+                self.in_flight = []
             return decision.results
         raise StoreUnavailableError("other writers kept the log moving; the batch was not committed")

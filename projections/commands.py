@@ -194,6 +194,25 @@ def _decide_status(view: LedgerState, cmd: SetPollStatus) -> list[_Pending]:
     return [_Pending(PollOpened(cmd.poll_id) if cmd.open else PollClosed(cmd.poll_id))]
 
 
+def _admit(view: LedgerState, decided: list[_Pending]) -> DomainError | None:
+    """Check a command's events in order and fold them into ``view``, all or none.
+
+    A command of several events is tried on a scratch of the scratch first, so that one breaking a
+    rule halfway leaves the batch's state as it was.
+    """
+    trial = scratch(view) if len(decided) > 1 else view
+    for item in decided:
+        error = violation(trial, item.event, item.private)
+        if error is not None:
+            return error
+        item.version = expected_version(trial, item.event)
+        trial.apply(trial.head_seq + 1, b"", item.event, item.private)
+    if trial is not view:
+        for item in decided:
+            view.apply(view.head_seq + 1, b"", item.event, item.private)
+    return None
+
+
 class Decider:
     """The group-commit batch handler: keeps ``state`` in step with the log and decides commands."""
 
@@ -222,21 +241,12 @@ class Decider:
             if isinstance(decided, VoteRecord):
                 spans.append(decided)
                 continue
-            start = len(pending)
-            try:
-                for item in decided:
-                    error = violation(view, item.event, item.private)
-                    if error is not None:
-                        raise error
-                    item.version = expected_version(view, item.event)
-                    view.apply(view.head_seq + 1, b"", item.event, item.private)
-                    pending.append(item)
-            except DomainError as exc:
-                if len(pending) > start:  # half a command applied: fail the batch, not the rules
-                    raise RuntimeError(f"{type(command).__name__} broke a rule midway") from exc
-                spans.append(exc)
+            error = _admit(view, decided)
+            if error is not None:
+                spans.append(error)
                 continue
-            spans.append((start, len(pending), notes))
+            spans.append((len(pending), len(pending) + len(decided), notes))
+            pending += decided
         head = Head(self.state.head_seq, self.state.head_hash)
         stored = chain(head, [self._new_event(p) for p in pending])
         tables = rows_of(

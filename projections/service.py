@@ -66,10 +66,18 @@ class VoteLedger:
         return ledger
 
     async def refresh(self) -> None:
-        """Catch up with appends made by other processes (a cheap check when there are none)."""
-        if await self.store.changed():
-            async for chunk in self.store.read(after=self.state.head_seq):
-                fold_into(self.state, chunk)
+        """Catch up with appends made by other processes (a cheap check when there are none).
+
+        The log's head is compared first: the commits of this process's own writer are folded in
+        by the writer itself, so they are not read back.
+        """
+        if not await self.store.changed():
+            return
+        head = await self.store.head()
+        if head.seq <= self.state.head_seq or self._writer.is_own(head):
+            return
+        async for chunk in self.store.read(after=self.state.head_seq):
+            fold_into(self.state, chunk)
 
     async def execute(self, command: Command) -> Result:
         """Decide and durably commit one command; raises its DomainError if refused."""
