@@ -23,34 +23,35 @@ _dumps = json.JSONEncoder(
 
 
 def _check(value: Any) -> None:
-    if value is None or isinstance(value, bool | str):
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise EncodingError("strings must be valid Unicode (no lone surrogates)") from exc
-        return
-    if isinstance(value, int):
-        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            return
-        raise EncodingError(f"integer {value} is outside the safe range of ±(2**53 - 1)")
-    if isinstance(value, dict):
+    """Refuse anything outside the subset (lone surrogates are caught when encoding to UTF-8)."""
+    kind = type(value)
+    if kind is dict:
         for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
+            if type(key) is not str or not key.isascii():
                 raise EncodingError(f"object keys must be ASCII strings, not {key!r}")
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or item is None:
+                continue
+            if item_kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
             _check(item)
-        return
-    if isinstance(value, list):
+    elif kind is list:
         for item in value:
             _check(item)
-        return
-    raise EncodingError(f"{type(value).__name__} cannot appear in an event body")
+    elif kind is int:
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise EncodingError(f"integer {value} is outside the safe range of ±(2**53 - 1)")
+    elif not (kind is str or kind is bool or value is None):
+        raise EncodingError(f"{kind.__name__} cannot appear in an event body")
 
 
 def canonical(value: Any) -> bytes:
     """Encode ``value`` as RFC 8785 canonical JSON bytes, refusing anything outside the subset."""
     _check(value)
-    return _dumps(value).encode("utf-8")
+    try:
+        return _dumps(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodingError("strings must be valid Unicode (no lone surrogates)") from exc
 
 
 def parse(body: bytes) -> Any:

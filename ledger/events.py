@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ledger.codec import canonical, parse
+from ledger.codec import MAX_SAFE_INTEGER, canonical, parse
 from ledger.errors import CorruptEventError
 
 
@@ -152,9 +152,22 @@ def _checker(hint: Any) -> Callable[[Any], bool]:
             return nullable
         if isinstance(value, bool):
             return bool in allowed
-        return isinstance(value, allowed)
+        if isinstance(value, int):
+            return int in allowed and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+        if isinstance(value, str):
+            return str in allowed and (value.isascii() or _is_unicode(value))
+        return False
 
     return check
+
+
+def _is_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates (JSON can spell them; UTF-8 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _FIELDS: dict[type[Event], list[tuple[str, Callable[[Any], bool], bool]]] = {}
@@ -216,7 +229,11 @@ def decode(body: bytes) -> Envelope:
             raise CorruptEventError(f"{type_name}.{name} has the wrong type")
     event = cls(**data)
     event_id, stream, version = raw["id"], raw["stream"], raw["version"]
-    if not isinstance(event_id, str) or not isinstance(version, int) or isinstance(version, bool):
+    if (
+        not isinstance(event_id, str) or not _is_unicode(event_id)
+        or not isinstance(version, int) or isinstance(version, bool)
+        or not 1 <= version <= MAX_SAFE_INTEGER
+    ):
         raise CorruptEventError("envelope id or version has the wrong type")
     if stream != event.stream():
         raise CorruptEventError(f"envelope stream {stream!r} does not match the event")

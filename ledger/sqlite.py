@@ -7,6 +7,7 @@ chain. They are defence in depth only; the hash chain and the audit are what mak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -105,9 +106,18 @@ class _Writer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in the writer thread; driver errors come back as ledger errors."""
+        """Run ``fn(*args)`` in the writer thread; driver errors come back as ledger errors.
+
+        A cancelled caller still waits for the thread to finish the step it started, so that the
+        connection is never left mid-step behind its back.
+        """
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await future
+            raise
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 
@@ -360,7 +370,11 @@ class SqliteEventStore(EventStore):
     async def write(self) -> AsyncIterator[WriteTransaction]:
         writer = self._writable()
         async with self._write_lock:
-            head = await writer.run(writer.begin)
+            try:
+                head = await writer.run(writer.begin)
+            except asyncio.CancelledError:
+                await writer.run(writer.rollback)  # the BEGIN may have gone through meanwhile
+                raise
             try:
                 yield SqliteWriteTransaction(writer, head)
             except BaseException:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ledger.chain import GENESIS_HASH, commitment, link
 from ledger.codec import canonical
-from ledger.errors import CorruptEventError
+from ledger.errors import CorruptEventError, EncodingError
 from ledger.events import UserRegistered, decode, encode
 from ledger.store import EventStore, StoredEvent
 from projections.compare import differences, live_rows
@@ -62,7 +62,11 @@ def _check_event(state: LedgerState, event: StoredEvent, expected_seq: int, prev
         envelope = decode(event.body)
     except CorruptEventError as exc:
         raise _Failed(event.seq, "decode", str(exc)) from exc
-    if encode(envelope.event_id, envelope.event, envelope.version) != event.body:
+    try:
+        canonical_body = encode(envelope.event_id, envelope.event, envelope.version)
+    except EncodingError as exc:
+        raise _Failed(event.seq, "decode", f"body holds a value outside the canonical subset: {exc}") from exc
+    if canonical_body != event.body:
         raise _Failed(event.seq, "decode", "body is not in canonical form")
     columns = (event.event_id, event.type, event.stream, event.version)
     if columns != (envelope.event_id, envelope.event.TYPE, envelope.stream, envelope.version):

@@ -18,16 +18,12 @@ import pytest
 
 from ledger.chain import GENESIS_HASH, link
 from ledger.codec import canonical
-from ledger.errors import ConcurrencyError
-from ledger.store import EventStore, Head, PrivateData
-from tests.ledger.helpers import (
-    append,
-    assert_chain,
-    poll_event,
-    read_all,
-    user_event,
-    user_events,
-)
+from ledger.errors import ConcurrencyError, CorruptEventError
+from ledger.store import EventStore, Head, PrivateData, chain
+from tests.ledger.helpers import append, assert_chain, poll_event, read_all, user_event, user_events
+
+SEEN = "CREATE TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+INSERT_SEEN = "INSERT OR REPLACE INTO seen VALUES (?, ?)"
 
 
 class Boom(Exception):
@@ -223,6 +219,102 @@ class EventStoreContract(abc.ABC):
         assert await store.head() == Head(0, GENESIS_HASH)
         assert (await append(store, user_events(1)))[0].seq == 1
 
+    # --- group commit: one batch, appended only at the head it was decided on ------------------
+
+    async def test_a_batch_decided_at_the_head_is_appended_with_its_statements(
+        self, store: EventStore
+    ) -> None:
+        await store.execute_script(SEEN)
+        head = await store.head()
+        batch = chain(head, user_events(3))
+
+        assert await store.commit_batch(head, batch, [(INSERT_SEEN, [("users", 3), ("polls", 0)])]) == []
+
+        assert await read_all(store) == batch
+        assert sorted(await store.fetch_all("SELECT name, seq FROM seen")) == [("polls", 0), ("users", 3)]
+        assert await store.head() == Head(3, batch[-1].hash)
+        later = chain(await store.head(), user_events(1))
+        assert await store.commit_batch(await store.head(), later, []) == []
+        assert_chain(await read_all(store))
+
+    async def test_a_batch_decided_behind_the_head_appends_nothing_and_returns_what_it_missed(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        await store.execute_script(SEEN)
+        stale = await store.head()
+        theirs = await append(other, user_events(2))
+
+        missed = await store.commit_batch(stale, chain(stale, user_events(1)), [(INSERT_SEEN, [("x", 1)])])
+
+        assert missed == theirs
+        assert await read_all(store) == theirs
+        assert await store.fetch_all("SELECT * FROM seen") == []
+        head = await store.head()
+        assert await store.commit_batch(head, chain(head, user_events(1)), []) == []
+        assert_chain(await read_all(store))
+
+    async def test_a_batch_decided_beyond_the_head_is_refused_as_a_lost_log(self, store: EventStore) -> None:
+        await append(store, user_events(1))
+        ahead = Head(5, bytes(range(32)))
+
+        with pytest.raises(CorruptEventError):
+            await store.commit_batch(ahead, chain(ahead, user_events(1)), [])
+
+        assert (await store.head()).seq == 1
+
+    async def test_a_batch_decided_on_another_history_is_refused(self, store: EventStore) -> None:
+        (first,) = await append(store, user_events(1))
+        forked = Head(1, bytes(range(32)))  # same position, different hash
+
+        with pytest.raises(CorruptEventError):
+            await store.commit_batch(forked, chain(forked, user_events(1)), [])
+
+        assert await read_all(store) == [first]
+
+    async def test_a_conflicting_batch_appends_nothing_and_runs_no_statements(
+        self, store: EventStore
+    ) -> None:
+        await store.execute_script(SEEN)
+        kept = await append(store, [poll_event("p", 1)])
+        head = await store.head()
+        batch = chain(head, [poll_event("q", 1), user_event(), poll_event("p", 1)])
+
+        with pytest.raises(ConcurrencyError):
+            await store.commit_batch(head, batch, [(INSERT_SEEN, [("polls", 4)])])
+
+        assert await read_all(store) == kept
+        assert await store.fetch_all("SELECT * FROM seen") == []
+        assert await store.commit_batch(head, chain(head, [poll_event("p", 2)]), []) == []
+
+    async def test_a_failing_statement_takes_its_batch_down_with_it(self, store: EventStore) -> None:
+        await store.execute_script(SEEN)
+        head = await store.head()
+
+        with pytest.raises(ConcurrencyError):  # NOT NULL violated
+            await store.commit_batch(head, chain(head, user_events(2)), [(INSERT_SEEN, [("users", None)])])
+
+        assert await store.head() == Head(0, bytes(32))
+
+    async def test_batches_through_two_stores_at_once_never_fork_the_chain(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        async def committer(target: EventStore) -> int:
+            retries = 0
+            for _ in range(20):
+                while True:
+                    head = await target.head()
+                    if not await target.commit_batch(head, chain(head, user_events(3)), []):
+                        break
+                    retries += 1
+                await asyncio.sleep(0)
+            return retries
+
+        await asyncio.gather(committer(store), committer(other))
+
+        events = await read_all(store)
+        assert len(events) == 120
+        assert_chain(events)
+
     # --- private data -----------------------------------------------------------------------
 
     async def test_private_data_round_trips_beside_its_event(self, store: EventStore) -> None:
@@ -247,9 +339,8 @@ class EventStoreContract(abc.ABC):
     # --- inline projections -----------------------------------------------------------------
 
     async def test_projection_rows_commit_and_roll_back_with_the_events(self, store: EventStore) -> None:
-        ddl = "CREATE TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
-        await store.execute_script(ddl)
-        await store.execute_script(ddl)  # idempotent
+        await store.execute_script(SEEN)
+        await store.execute_script(SEEN)  # idempotent
 
         async with store.write() as tx:
             (event,) = await tx.append(user_events(1))
@@ -262,6 +353,18 @@ class EventStoreContract(abc.ABC):
 
         assert await store.fetch_all("SELECT name, seq FROM seen") == [("users", 1)]
         assert (await store.head()).seq == 1
+
+    async def test_a_transaction_reads_its_own_rows_before_others_can(self, store: EventStore) -> None:
+        await store.execute_script(SEEN)
+
+        async with store.write() as tx:
+            await tx.execute_many("INSERT INTO seen VALUES (?, ?)", [("users", 1), ("polls", 2)])
+            assert sorted(await tx.fetch_all("SELECT name, seq FROM seen WHERE seq > ?", [0])) == [
+                ("polls", 2), ("users", 1),
+            ]
+            assert await store.fetch_all("SELECT name FROM seen") == []
+
+        assert len(await store.fetch_all("SELECT name FROM seen")) == 2
 
     # --- other writers ----------------------------------------------------------------------
 

@@ -162,3 +162,17 @@ def test_an_older_version_is_upcast_on_read(monkeypatch: pytest.MonkeyPatch) -> 
     assert decode(canonical(old)).event == VoteCast("p1", 3, "u1", 0, "k")
     with pytest.raises(CorruptEventError):
         decode(canonical(vote_body(v=3)))
+
+
+BIG = b"9007199254740993"  # 2**53 + 1
+OUTSIDE_THE_SUBSET: dict[str, bytes] = {
+    "int above 2**53 in data": canonical(vote_body()).replace(b'"candidate_id":3', b'"candidate_id":' + BIG),
+    "int above 2**53 as stream version": canonical(vote_body()).replace(b'"version":1', b'"version":' + BIG),
+    "lone surrogate in a string": json.dumps(with_data(key="\ud800"), sort_keys=True).encode(),
+}
+
+
+@pytest.mark.parametrize("body", OUTSIDE_THE_SUBSET.values(), ids=OUTSIDE_THE_SUBSET.keys())
+def test_a_body_outside_the_canonical_subset_fails_to_decode(body: bytes) -> None:
+    with pytest.raises(CorruptEventError):
+        decode(body)

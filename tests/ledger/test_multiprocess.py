@@ -83,3 +83,50 @@ async def test_processes_appending_at_once_leave_one_gapless_chain_holding_every
         assert positions == [(total,)]
     finally:
         await ledger.close()
+
+
+CREATOR = """
+import asyncio, sys
+from ledger.sqlite import SqliteEventStore
+
+async def main(path: str) -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    try:
+        store = await SqliteEventStore.open(path, create=True)
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}", flush=True)
+        return
+    await store.close()
+    print("ok", flush=True)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_processes_creating_one_new_ledger_at_once_all_open_it(tmp_path: Path) -> None:
+    # the race is narrow: several fresh files, each created by five processes at once
+    for attempt in range(3):
+        path = tmp_path / f"fresh{attempt}.db"
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", CREATOR, str(path),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(5)
+        ]
+        try:
+            for child in children:
+                assert child.stdout is not None
+                if await asyncio.wait_for(child.stdout.readline(), timeout=20) != b"ready\n":
+                    raise RuntimeError("a creator process did not start")
+            outputs = await asyncio.wait_for(
+                asyncio.gather(*(child.communicate(b"go\n") for child in children)), timeout=30
+            )
+        finally:
+            for child in children:
+                if child.returncode is None:
+                    child.kill()
+                    await child.wait()
+        answers = [stdout.decode().strip() for stdout, _ in outputs]
+        assert answers == ["ok"] * len(children), answers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from contextlib import closing
@@ -236,12 +237,9 @@ async def test_the_store_uses_wal_and_full_synchronous(tmp_path: Path) -> None:
     try:
         with closing(sqlite3.connect(path)) as fresh:
             assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert await store.fetch_all("PRAGMA synchronous") == [(2,)]
-        # the writer connection is private to the store; only a SQLite-specific test may look at it
-        writer = store._writer
-        assert writer is not None
-        async with writer.execute("PRAGMA synchronous") as cursor:
-            assert tuple(await cursor.fetchone()) == (2,)  # type: ignore[arg-type]
+        assert await store.fetch_all("PRAGMA synchronous") == [(2,)]  # the reader
+        async with store.write() as tx:
+            assert await tx.fetch_all("PRAGMA synchronous") == [(2,)]  # the writer
     finally:
         await store.close()
 
@@ -314,4 +312,33 @@ async def test_head_and_read_agree_with_another_connection(tmp_path: Path) -> No
         assert await store.head() == Head(*rows[-1])
         assert [(e.seq, e.hash) for e in await read_all(store)] == rows
     finally:
+        await store.close()
+
+
+
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    path = await make_ledger(tmp_path, events=1)
+    store = await SqliteEventStore.open(path)
+    rival = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        rival.execute("BEGIN IMMEDIATE")  # another process is writing
+
+        async def write_one() -> None:
+            async with store.write() as tx:
+                await tx.append(user_events(1))
+
+        waiting = asyncio.create_task(write_one())
+        await asyncio.sleep(0.1)  # blocked on the rival's lock, within the busy timeout
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        rival.execute("ROLLBACK")
+
+        assert (await append(store, user_events(1)))[0].seq == 2
+        rival.execute("BEGIN IMMEDIATE")  # and the lock is free for others again
+        rival.execute("ROLLBACK")
+    finally:
+        rival.close()
         await store.close()
