@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ledger.chain import GENESIS_HASH, commitment, link
 from ledger.codec import canonical
-from ledger.errors import CorruptEventError, EncodingError
+from ledger.errors import CorruptEventError, EncodingError, LedgerError
 from ledger.events import UserRegistered, decode, encode
 from ledger.store import EventStore, StoredEvent
 from projections.compare import differences, live_rows
@@ -105,17 +105,27 @@ async def audit(store: EventStore, progress: Progress | None = None) -> AuditRep
             if progress:
                 progress(state.head_seq, total)
         report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
-        found = differences(await live_rows(store.fetch_all), state)
+        try:
+            live = await live_rows(store.fetch_all)
+        except LedgerError as exc:
+            raise _Failed(None, "projections", f"the projection tables cannot be read: {exc}") from exc
+        found = differences(live, state)
         if found:
-            first = found[0]
-            position = [d for d in found if d.table == "projection_position"]
-            if position and position[0].live and position[0].live[1] > state.head_seq:
+            position = [d for d in found if d.table == "projection_position" and d.live]
+            at = position[0].live[1] if position and position[0].live else None
+            if at is not None and at > state.head_seq:
                 raise _Failed(
                     state.head_seq + 1, "projections",
-                    f"the projections are at seq {position[0].live[1]} but the log ends at "
-                    f"{state.head_seq}: events after it are missing",
+                    f"the projections are at seq {at} but the log ends at {state.head_seq}: "
+                    "events after it are missing",
                 )
-            raise _Failed(first.seq, "projections", first.describe())
+            if at is not None and at < state.head_seq:
+                raise _Failed(
+                    at + 1, "projections",
+                    f"the log goes on past seq {at}, where the projections stop: seq {at + 1} "
+                    "onwards was appended behind the service's back",
+                )
+            raise _Failed(found[0].seq, "projections", found[0].describe())
     except _Failed as failed:
         report.failure = failed.failure
         report.events = state.head_seq

@@ -175,6 +175,7 @@ def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], lis
         for candidate in spec.candidates:
             if candidate.name in known:
                 continue
+            known.add(candidate.name)
             pending.append(_Pending(CandidateAdded(
                 spec.poll_id, next_id, candidate.name, candidate.part, candidate.team
             )))

@@ -41,6 +41,12 @@ class _Lines:
         regex = re.compile(rf"^\s*{pattern}")
         return [n for n, line in enumerate(self.lines, 1) if regex.match(line)]
 
+    def candidates_of(self, start: int) -> list[int]:
+        """The ``[[polls.candidates]]`` lines of the poll whose table starts at ``start``."""
+        after = [n for n in self.polls if n > start]
+        end = after[0] if after else len(self.lines) + 1
+        return [n for n in self.candidates if start < n < end]
+
     def key(self, start: int, key: str) -> int:
         regex = re.compile(rf"^\s*{re.escape(key)}\s*=|[{{,]\s*{re.escape(key)}\s*=")
         for n in range(start, len(self.lines) + 1):
@@ -72,7 +78,9 @@ def parse_polls(text: str, source: str = "polls file") -> tuple[PollSpec, ...]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PollConfigError(f"{source}: {exc}") from exc
+        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        where = f"{source}:{found.group(1)}" if found else source
+        raise PollConfigError(f"{where}: {exc}") from exc
     lines = _Lines(text)
     polls = data.get("polls")
     if set(data) - {"polls"}:
@@ -85,9 +93,11 @@ def parse_polls(text: str, source: str = "polls file") -> tuple[PollSpec, ...]:
     specs: list[PollSpec] = []
     seen: dict[str, int] = {}
     legacy_at: int | None = None
-    candidate_index = 0
     for index, poll in enumerate(polls):
         start = lines.polls[index] if index < len(lines.polls) else 1
+        if not isinstance(poll, dict):
+            raise PollConfigError(f"{source}:{start}: each poll must be a [[polls]] table")
+        headers = lines.candidates_of(start)
 
         def at(key: str, _start: int = start) -> str:
             return f"{source}:{lines.key(_start, key)}"
@@ -141,9 +151,8 @@ def parse_polls(text: str, source: str = "polls file") -> tuple[PollSpec, ...]:
             raise PollConfigError(f"{at('candidates')}: candidates must be [[polls.candidates]] tables")
         candidates: list[CandidateSpec] = []
         names: set[str] = set()
-        for raw in raw_candidates:
-            line = lines.candidates[candidate_index] if candidate_index < len(lines.candidates) else start
-            candidate_index += 1
+        for number, raw in enumerate(raw_candidates):
+            line = headers[number] if number < len(headers) else lines.key(start, "candidates")
             where = f"{source}:{line}"
             if not isinstance(raw, dict) or set(raw) - CANDIDATE_KEYS:
                 raise PollConfigError(f"{where}: a candidate takes name, part and team")

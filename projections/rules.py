@@ -65,10 +65,11 @@ def violation(
     if isinstance(event, CandidateAdded | PollOpened | PollClosed):
         if event.poll_id not in state.polls:
             return UnknownPollError(f"no poll {event.poll_id!r}")
-        if isinstance(event, CandidateAdded) and (
-            event.candidate_id < 1 or event.candidate_id in state.candidates
-        ):
-            return PollConfigError(f"candidate id {event.candidate_id} is taken or invalid")
+        if isinstance(event, CandidateAdded):
+            if event.candidate_id < 1 or event.candidate_id in state.candidates:
+                return PollConfigError(f"candidate id {event.candidate_id} is taken or invalid")
+            if any(c.name == event.name for c in state.polls[event.poll_id].candidates.values()):
+                return PollConfigError(f"poll {event.poll_id!r} already has a candidate {event.name!r}")
         return None
     return DomainError(f"no rule covers {event.TYPE}")
 
