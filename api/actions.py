@@ -53,7 +53,8 @@ async def log_in(request: web.Request, email: str, password: str) -> tuple[str, 
     await ledger.refresh()
     user = ledger.state.user_by_email(email)
     auth = request.app[AUTH]
-    if not await auth.check_password(user, password) or user is None:
+    password_hash = await ledger.password_hash(user) if user is not None else None
+    if not await auth.check_password(password_hash, password) or user is None:
         throttle.failed(email, client)
         raise ApiError(401, "invalid_credentials", "wrong email or password")
     throttle.succeeded(email)

@@ -97,15 +97,15 @@ class Authenticator:
         """An argon2id hash, computed in a worker thread so the event loop keeps serving."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._hasher.hash, password)
 
-    async def check_password(self, user: User | None, password: str) -> bool:
-        """Whether ``password`` is the user's; a missing user costs the same and fails."""
-        stored = user.password_hash if user is not None and user.password_hash else self._dummy_hash
+    async def check_password(self, password_hash: str | None, password: str) -> bool:
+        """Whether ``password`` matches; a missing hash (unknown user) costs the same and fails."""
+        stored = password_hash or self._dummy_hash
         loop = asyncio.get_running_loop()
         try:
             ok: bool = await loop.run_in_executor(self._pool, self._hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             return False
-        return ok and user is not None and user.password_hash is not None
+        return ok and password_hash is not None
 
     def issue(self, user: User) -> str:
         """A signed token carrying ``sub`` (the user id), ``email``, ``iat`` and ``exp``."""

@@ -10,12 +10,15 @@ VISIBILITIES = ("always", "after_vote", "after_close")
 
 @dataclass(slots=True)
 class User:
-    """A registered user. ``email`` and ``name`` are None once their private data is erased."""
+    """A registered user. ``email`` and ``name`` are None once their private data is erased.
+
+    The password hash is not kept here: it stays in the private data beside the log and is read
+    only to check a login.
+    """
 
     user_id: str
     email: str | None
     name: str | None
-    password_hash: str | None
     part: str | None
     team: str | None
     seq: int

@@ -6,10 +6,11 @@ import time
 from collections.abc import Callable, Iterable
 
 from ledger.errors import CorruptEventError
-from ledger.store import EventStore, StoredEvent
+from ledger.store import EventStore, PrivateData, StoredEvent
 from ledger.writer import GroupCommitWriter
 from projections.commands import Command, Decider, Result
-from projections.state import LedgerState
+from projections.model import User
+from projections.state import LedgerState, PrivateFields
 from projections.tables import ddl
 
 
@@ -78,6 +79,17 @@ class VoteLedger:
             return
         async for chunk in self.store.read(after=self.state.head_seq):
             fold_into(self.state, chunk)
+
+    async def password_hash(self, user: User) -> str | None:
+        """The user's password hash, read from the private data of their registration."""
+        rows = await self.store.fetch_all(
+            "SELECT p.salt, p.body FROM events e JOIN private_data p ON p.event_id = e.id"
+            " WHERE e.stream = ? AND e.version = 1",
+            (f"user:{user.user_id}",),
+        )
+        if not rows:
+            return None
+        return PrivateFields.from_private(PrivateData(rows[0][0], rows[0][1])).password_hash
 
     async def execute(self, command: Command) -> Result:
         """Decide and durably commit one command; raises its DomainError if refused."""

@@ -107,7 +107,6 @@ def _user_registered(
         event.user_id,
         private.email if private else None,
         private.name if private else None,
-        private.password_hash if private else None,
         event.part,
         event.team,
         seq,

@@ -15,8 +15,8 @@ from projections.state import LedgerState, VoteRecord
 
 TABLES: dict[str, str] = {
     "users": """(
-        user_id TEXT PRIMARY KEY, email TEXT UNIQUE, name TEXT, password_hash TEXT,
-        part TEXT, team TEXT, seq INTEGER NOT NULL)""",
+        user_id TEXT PRIMARY KEY, email TEXT UNIQUE, name TEXT, part TEXT, team TEXT,
+        seq INTEGER NOT NULL)""",
     "polls": """(
         poll_id TEXT PRIMARY KEY, title TEXT NOT NULL, policy TEXT NOT NULL,
         results TEXT NOT NULL, legacy INTEGER NOT NULL, same_part TEXT,
@@ -47,7 +47,7 @@ KEYS = {
 }
 
 SEQ_COLUMN = {
-    "users": 6, "polls": 11, "candidates": 6, "ballots": 4, "idempotency": 2,
+    "users": 5, "polls": 11, "candidates": 6, "ballots": 4, "idempotency": 2,
     "projection_position": 1,
 }
 
@@ -61,7 +61,7 @@ def ddl(suffix: str = "", if_not_exists: bool = True) -> str:
 
 
 def user_row(u: User) -> Row:
-    return (u.user_id, u.email, u.name, u.password_hash, u.part, u.team, u.seq)
+    return (u.user_id, u.email, u.name, u.part, u.team, u.seq)
 
 
 def poll_row(p: Poll) -> Row:
@@ -116,7 +116,7 @@ def _sort_key(row: Row) -> tuple[Any, ...]:
 
 
 COLUMNS = {
-    "users": 7, "polls": 12, "candidates": 7, "ballots": 5, "idempotency": 5,
+    "users": 6, "polls": 12, "candidates": 7, "ballots": 5, "idempotency": 5,
     "projection_position": 3,
 }
 

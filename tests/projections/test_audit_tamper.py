@@ -259,7 +259,7 @@ async def test_an_edited_private_data_row_fails_its_commitment(built: Built, cop
     with tamper(copy) as conn:
         event_id = conn.execute("SELECT id FROM events WHERE seq = ?", (user.seq,)).fetchone()[0]
         if column == "body":
-            forged = {"email": "mallory@example.com", "name": user.name, "password_hash": user.password_hash}
+            forged = {"email": "mallory@example.com", "name": user.name, "password_hash": "$argon2id$forged"}
             conn.execute("UPDATE private_data SET body = ? WHERE event_id = ?", (canonical(forged), event_id))
         else:
             conn.execute("UPDATE private_data SET salt = zeroblob(16) WHERE event_id = ?", (event_id,))
@@ -286,7 +286,7 @@ async def test_erasing_a_users_private_data_keeps_the_audit_passing(built: Built
     with tamper(copy) as conn:
         event_id = conn.execute("SELECT id FROM events WHERE seq = ?", (user.seq,)).fetchone()[0]
         conn.execute("DELETE FROM private_data WHERE event_id = ?", (event_id,))
-        conn.execute("UPDATE users SET email = NULL, name = NULL, password_hash = NULL WHERE user_id = ?",
+        conn.execute("UPDATE users SET email = NULL, name = NULL WHERE user_id = ?",
                      (user.user_id,))
 
     report = await audit_file(copy)
