@@ -67,6 +67,20 @@ def authenticate(request: web.Request, header: str | None = None) -> Identity:
     return request.app[AUTH].verify(value, request.app[LEDGER].state)
 
 
+NO_TOKEN = {"", "null", "undefined", '""'}
+
+
+def caller_id(request: web.Request) -> str | None:
+    """The caller's user id where a route works with or without a login (401 for a bad token).
+
+    A logged-out 2020 client sends ``Authorization: null`` (``JSON.parse`` of nothing stored).
+    """
+    header = request.headers.get("Authorization")
+    if header is None or header.strip() in NO_TOKEN:
+        return None
+    return authenticate(request).user.user_id
+
+
 def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:

@@ -18,7 +18,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from api.errors import ApiError
-from api.settings import Settings
+from api.settings import Settings, SettingsError
 from projections.model import User
 from projections.state import LedgerState
 
@@ -37,17 +37,32 @@ def load_or_create_secret(settings: Settings) -> str:
     if settings.jwt_secret:
         return settings.jwt_secret
     path: Path = settings.secret_file
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        secret = path.read_text(encoding="ascii").strip()
-        if len(secret) < 32:
-            raise ApiError(500, "bad_secret", f"{path} holds no usable secret") from None
-        return secret
-    secret = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secret + "\n")
+    if not path.exists():
+        # written whole under a temporary name, then linked into place: a crash or a second
+        # process starting at the same moment never sees a half-written key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            temporary.unlink()
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < 32:
+        raise SecretError(f"{path} holds no usable JWT secret; remove it to have a new one generated")
+    if path.stat().st_mode & 0o077:
+        raise SecretError(f"{path} is readable by others; chmod 600 it")
     return secret
+
+
+class SecretError(SettingsError):
+    """The JWT secret file cannot be used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +137,8 @@ class Authenticator:
         token = extract_token(header)
         if token is None:
             raise ApiError(401, "missing_token", "log in first: send the token in Authorization")
+        if not token.isascii():
+            raise ApiError(401, "invalid_token", "the token is not valid")
         cached = self._cache.get(token)
         if cached is not None and cached[1] > time.time():
             user_id = cached[0]

@@ -23,9 +23,27 @@ def _decode(raw: bytes) -> str:
         raise _bad("the body is not valid UTF-8") from None
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def _parse_json(text: str) -> Any:
     try:
-        return json.loads(text)
+        data = json.loads(text)
+        # only a \u escape can spell a lone surrogate, so most bodies skip the walk
+        if "\\u" in text and _has_lone_surrogate(data):
+            raise _bad("the body holds a lone surrogate (\\uD800 to \\uDFFF), which is not text")
+        return data
     except json.JSONDecodeError as exc:
         raise _bad(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from None
     except ValueError:

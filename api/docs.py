@@ -18,6 +18,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
 from api.actions import json_response
+from api.errors import ApiError
 from api.schemas import (
     ErrorSchema,
     HealthSchema,
@@ -64,6 +65,7 @@ class Operation:
     auth: bool = False
     errors: list[int] = field(default_factory=list)
     tag: str = "JSON API"
+    media: str = "application/json"
 
 
 POLL_ID = {"in": "path", "name": "pollId", "required": True, "schema": {"type": "string"}}
@@ -93,10 +95,15 @@ OPERATIONS = [
               ResultsSchema, query=ResultsQuerySchema, errors=[400, 401, 403, 404]),
     Operation("get", "/healthz", "Whether the ledger takes writes", 200, HealthSchema, errors=[503],
               tag="Operations"),
+    Operation("get", "/openapi.json", "This document", 200, {"type": "object"}, tag="Operations"),
+    Operation("get", "/docs", "The browsable docs page", 200, None, tag="Operations", media="text/html"),
+    Operation("get", "/docs/init.js", "The docs page's start-up script", 200, None, tag="Operations",
+              media="application/javascript"),
     Operation("post", "/auth/signup", "Sign up (2020 route; form or JSON)", 201, UserSchema,
               form=LegacySignupSchema, errors=[400, 409, 413], tag="Legacy 2020 routes"),
     Operation("post", "/auth/login", "Log in (2020 route): the bare JWT as text", 200, None,
-              form=LegacyLoginSchema, errors=[400, 401, 413, 429], tag="Legacy 2020 routes"),
+              form=LegacyLoginSchema, errors=[400, 401, 413, 429], tag="Legacy 2020 routes",
+              media="text/plain"),
     Operation("get", "/auth/token", "Check a token (?token= or Authorization)", 200,
               {"type": "object", "properties": {"valid": {"type": "boolean"}, "user": {}}},
               errors=[400, 401], tag="Legacy 2020 routes"),
@@ -111,7 +118,7 @@ OPERATIONS = [
 
 
 def _operation(op: Operation) -> dict[str, Any]:
-    content_type = "text/plain" if op.response is None else "application/json"
+    content_type = op.media
     schema: Any = op.response if op.response is not None else TEXT
     spec: dict[str, Any] = {
         "summary": op.summary,
@@ -178,7 +185,8 @@ DOCS_PAGE = """<!doctype html>
 <script src="/docs/init.js"></script>
 </body></html>
 """
-DOCS_INIT = 'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs"});\n'
+# validatorUrl: null keeps the page from asking validator.swagger.io about the document
+DOCS_INIT = 'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs", validatorUrl: null});\n'
 
 routes = web.RouteTableDef()
 
@@ -198,4 +206,16 @@ async def docs_init(request: web.Request) -> web.Response:
     return web.Response(text=DOCS_INIT, content_type="application/javascript")
 
 
-routes.static("/docs/assets", ASSETS)
+ASSET_TYPES = {".js": "application/javascript", ".css": "text/css", ".png": "image/png"}
+
+
+@routes.get("/docs/assets/{name}")
+async def docs_asset(request: web.Request) -> web.StreamResponse:
+    """A Swagger UI file from the installed bundle (only plain file names, only known types)."""
+    name = request.match_info["name"]
+    path = ASSETS / name
+    kind = ASSET_TYPES.get(path.suffix)
+    if "/" in name or name.startswith(".") or kind is None or not path.is_file():
+        raise ApiError(404, "not_found", f"no docs asset {name!r}")
+    return web.Response(body=path.read_bytes(), content_type=kind,
+                        headers={"Cache-Control": "public, max-age=86400"})

@@ -18,6 +18,7 @@ STATUS_OF_CODE = {
     "not_eligible": 403,
     "results_not_open": 403,
     "invalid_polls_file": 400,
+    "invalid_fields": 400,
 }
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.actions import authenticate, cast_vote, json_response, log_in, sign_up
+from api.actions import authenticate, caller_id, cast_vote, json_response, log_in, sign_up
 from api.bodies import legacy_fields
 from api.errors import ApiError
 from api.keys import LEDGER
 from api.schemas import LEGACY_LOGIN, LEGACY_SIGNUP, MAX_ID, load
 from api.views import legacy_candidates, user_json
+from projections.model import Poll
+from projections.queries import results_visible
 
 routes = web.RouteTableDef()
 
@@ -45,7 +47,25 @@ async def check_token(request: web.Request) -> web.Response:
 async def candidates(request: web.Request) -> web.Response:
     """The legacy poll's candidates: ``[{"id", "name", "voteCount"}]`` ordered by id."""
     ledger = request.app[LEDGER]
-    return json_response(legacy_candidates(ledger.state.legacy_poll))
+    poll = ledger.state.legacy_poll
+    return json_response(legacy_candidates(poll, _counts_visible(request, poll)))
+
+
+def _counts_visible(request: web.Request, poll: Poll | None, user_id: str | None = None) -> bool:
+    """Whether vote counts may be shown: the poll's results rule, for this caller.
+
+    Hidden counts read as 0, keeping the shape 2020 clients expect. A bad token here only hides
+    the counts; these routes never asked for a login.
+    """
+    if poll is None or poll.results == "always":
+        return True
+    ledger = request.app[LEDGER]
+    if user_id is None:
+        try:
+            user_id = caller_id(request)
+        except ApiError:
+            user_id = None
+    return results_visible(ledger.state, poll, user_id, ledger.clock())
 
 
 def candidate_id_param(request: web.Request) -> int:
@@ -70,6 +90,5 @@ async def vote(request: web.Request) -> web.Response:
         raise ApiError(404, "unknown_poll", "no poll is served on /vote")
     record = await cast_vote(request, identity, poll.poll_id, candidate_id)
     candidate = ledger.state.candidates[candidate_id]
-    return json_response(
-        {"id": candidate_id, "name": candidate.name, "voteCount": candidate.votes, "seq": record.seq}
-    )
+    votes = candidate.votes if _counts_visible(request, poll, identity.user.user_id) else 0
+    return json_response({"id": candidate_id, "name": candidate.name, "voteCount": votes, "seq": record.seq})

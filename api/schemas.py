@@ -21,17 +21,24 @@ class Strict(Schema):
     """Unknown fields are errors on the JSON API."""
 
 
-class NormalizedEmail:
-    """Emails are validated in the form they are kept in: NFKC, trimmed (see ``normalize_email``)."""
+class Trimmed:
+    """Fields are validated in the form they are kept in (emails: see ``normalize_email``)."""
 
     @pre_load
-    def _normalize_email(self, data: Any, **kwargs: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("email"), str):
-            data = {**data, "email": unicodedata.normalize("NFKC", data["email"]).strip()}
+    def _normalize(self, data: Any, **kwargs: Any) -> Any:
+        """NFKC and trim the email; trim names, parts and teams, so blanks count as missing."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("email"), str):
+            data["email"] = unicodedata.normalize("NFKC", data["email"]).strip()
+        for key in ("name", "part", "team"):
+            if isinstance(data.get(key), str):
+                data[key] = data[key].strip()
         return data
 
 
-class UserCreateSchema(NormalizedEmail, Strict):
+class UserCreateSchema(Trimmed, Strict):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     name = _text(100, required=True)
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=1024))
@@ -44,7 +51,7 @@ class LoginSchema(Strict):
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
 
 
-class LegacySignupSchema(NormalizedEmail, Schema):
+class LegacySignupSchema(Trimmed, Schema):
     """The 2020 signup: extra form fields are ignored; short passwords are still accepted."""
 
     class Meta:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.actions import authenticate, cast_vote, json_response, log_in, sign_up
+from api.actions import authenticate, caller_id, cast_vote, json_response, log_in, sign_up
 from api.bodies import json_body
 from api.errors import ApiError
 from api.keys import AUTH, LEDGER
@@ -66,9 +66,7 @@ async def results(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
     query = load(RESULTS_QUERY, _single_values(request))
     poll = get_poll(ledger.state, request.match_info["pollId"])
-    header = request.headers.get("Authorization")
-    user_id = authenticate(request).user.user_id if header else None
-    check_results_visible(ledger.state, poll, user_id, ledger.clock())
+    check_results_visible(ledger.state, poll, caller_id(request), ledger.clock())
     at = query.get("at")
     if at is None:
         return json_response(results_json(tally(poll, ledger.state.head_seq)))
@@ -79,12 +77,15 @@ async def results(request: web.Request) -> web.Response:
 
 
 def _single_values(request: web.Request) -> dict[str, str]:
-    """Query parameters, refusing any given twice."""
+    """Query parameters, refusing any given twice and numbers spelled other than in ASCII digits."""
     values: dict[str, str] = {}
     for key, value in request.query.items():
         if key in values:
             raise ApiError(400, "invalid_query", f"{key} is given more than once", {key: "repeated"})
         values[key] = value
+    at = values.get("at")
+    if at is not None and not (at.isascii() and at.isdigit() and len(at) <= 16):
+        raise ApiError(400, "invalid_query", "at must be a ledger position (digits)", {"at": "not a number"})
     return values
 
 

@@ -63,11 +63,11 @@ def me_json(state: LedgerState, user: User) -> dict[str, Any]:
     return {"user": user_json(user), "polls": ballots}
 
 
-def legacy_candidates(poll: Poll | None) -> list[dict[str, Any]]:
-    """The 2020 shape: ``[{"id", "name", "voteCount"}]`` ordered by id."""
+def legacy_candidates(poll: Poll | None, counts: bool = True) -> list[dict[str, Any]]:
+    """The 2020 shape: ``[{"id", "name", "voteCount"}]`` ordered by id (counts 0 when hidden)."""
     if poll is None:
         return []
     return [
-        {"id": c.candidate_id, "name": c.name, "voteCount": c.votes}
+        {"id": c.candidate_id, "name": c.name, "voteCount": c.votes if counts else 0}
         for c in sorted(poll.candidates.values(), key=lambda c: c.candidate_id)
     ]

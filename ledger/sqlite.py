@@ -189,6 +189,17 @@ class _Writer:
         except sqlite3.Error:
             pass  # SQLite rolls back by itself when a transaction cannot go on
 
+    def probe(self) -> None:
+        """A tiny durable write beside the log: it fails when the disk or the file cannot take one."""
+        self.begin()
+        try:
+            self.conn.execute("CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, n INTEGER)")
+            self.conn.execute("INSERT OR REPLACE INTO write_probe VALUES (1, random())")
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
     def commit_batch(
         self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
     ) -> list[StoredEvent]:
@@ -302,10 +313,22 @@ class SqliteEventStore(EventStore):
         uri = f"file:{path.resolve()}?mode=ro" if readonly else f"file:{path.resolve()}"
         connections: list[Any] = []
         try:
-            probe = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            connections.append(probe)
-            probe.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-            _check_or_create(probe, path, create)
+            try:
+                probe = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                connections.append(probe)
+                probe.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+                _check_or_create(probe, path, create)
+            except sqlite3.OperationalError:
+                if not readonly:
+                    raise
+                # On read-only media SQLite cannot make the WAL index it reads through; a file
+                # nobody can write is safe to read as immutable.
+                await _close_all(connections)
+                connections.clear()
+                uri += "&immutable=1"
+                probe = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                connections.append(probe)
+                _check_or_create(probe, path, create)
             reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             connections.append(reader)
             await reader.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
@@ -360,6 +383,11 @@ class SqliteEventStore(EventStore):
         writer = self._writable()
         async with self._write_lock:
             return await writer.run(writer.commit_batch, head, events, statements)
+
+    async def probe(self) -> None:
+        writer = self._writable()
+        async with self._write_lock:
+            await writer.run(writer.probe)
 
     def _writable(self) -> _Writer:
         if self._writer is None:

@@ -127,6 +127,10 @@ class EventStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def probe(self) -> None:
+        """Durably commit a tiny write beside the log; StoreUnavailableError if that fails."""
+
+    @abc.abstractmethod
     def write(self) -> AbstractAsyncContextManager[WriteTransaction]:
         """An exclusive write transaction, committed durably when the block exits cleanly."""
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ledger.chain import commitment
 from ledger.codec import canonical
+from ledger.errors import EncodingError
 from ledger.events import (
     CandidateAdded,
     Event,
@@ -27,7 +28,7 @@ from ledger.events import (
 )
 from ledger.store import Head, NewEvent, PrivateData, StoredEvent, chain
 from ledger.writer import Decision
-from projections.errors import DomainError, IdempotencyConflictError, PollConfigError
+from projections.errors import DomainError, IdempotencyConflictError, InvalidValueError, PollConfigError
 from projections.overlay import scratch, touched
 from projections.rules import expected_version, violation
 from projections.state import LedgerState, PrivateFields, VoteRecord
@@ -130,9 +131,13 @@ def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
     user_id = uuid.uuid4().hex
     private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
     salt = os.urandom(16)
-    event = UserRegistered(
-        user_id, commitment(salt, canonical(private.as_dict())), cmd.part, cmd.team
-    )
+    try:
+        event = UserRegistered(
+            user_id, commitment(salt, canonical(private.as_dict())), cmd.part, cmd.team
+        )
+        encode(user_id, event, 1)  # every value must be writable, or the whole batch would fail
+    except EncodingError as exc:
+        raise InvalidValueError(f"a field cannot be stored: {exc}") from exc
     return [_Pending(event, 0, private, salt)]
 
 

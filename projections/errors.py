@@ -54,5 +54,9 @@ class IdempotencyConflictError(DomainError):
     code = "idempotency_key_reused"
 
 
+class InvalidValueError(DomainError):
+    code = "invalid_fields"
+
+
 class PollConfigError(DomainError):
     code = "invalid_polls_file"

@@ -96,9 +96,8 @@ class VoteLedger:
         return await self._writer.submit(command)
 
     async def check_writable(self) -> None:
-        """Take and release the write lock; raises StoreUnavailableError when that fails."""
-        async with self.store.write():
-            pass
+        """Commit a tiny write; raises StoreUnavailableError when the ledger cannot take one."""
+        await self.store.probe()
 
     async def close(self) -> None:
         """Commit or refuse everything queued, then release the store."""
