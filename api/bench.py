@@ -343,3 +343,94 @@ def report(figures: dict[str, Any]) -> str:
                  f"{'match (within in-flight requests)' if figures['tallies_match'] else 'MISMATCH'}; audit "
                  f"{'passed' if figures['audit_passed'] else 'FAILED'}")
     return "\n".join(lines)
+
+
+BENCH_POLL = """
+[[polls]]
+id = "p"
+title = "ledger benchmark"
+policy = "unlimited"
+legacy = true
+""" + "".join(f'[[polls.candidates]]\nname = "c{i}"\n' for i in range(10))
+
+FAKE_HASH = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+
+
+async def _build_ledger(db: Path, events: int) -> dict[str, float]:
+    """A ledger of ``events`` events (a fifth signups, the rest votes), and the append rates seen."""
+    from projections.commands import CastVote, Registered, RegisterUser, SyncPolls
+    from projections.polls_file import parse_polls
+    from projections.service import VoteLedger
+
+    store = await SqliteEventStore.open(db, create=True)
+    ledger = await VoteLedger.open(store, max_batch=4096)
+    try:
+        await ledger.execute(SyncPolls(parse_polls(BENCH_POLL)))
+        started = time.perf_counter()
+        for i in range(300):  # one at a time: one durable commit each
+            await ledger.execute(RegisterUser(f"solo{i}@bench.example", "solo", FAKE_HASH))
+        one_at_a_time = 300 / (time.perf_counter() - started)
+        users = max(1, events // 5)
+        ids: list[str] = []
+        started = time.perf_counter()
+        for start in range(0, users, 4096):
+            results = await asyncio.gather(*(
+                ledger.execute(RegisterUser(f"u{i}@bench.example", f"user {i}", FAKE_HASH))
+                for i in range(start, min(users, start + 4096))
+            ))
+            ids += [r.user_id for r in results if isinstance(r, Registered)]
+        votes = max(0, events - ledger.state.head_seq)
+        for start in range(0, votes, 4096):
+            await asyncio.gather(*(
+                ledger.execute(CastVote(ids[i % len(ids)], "p", 1 + i % 10))
+                for i in range(start, min(votes, start + 4096))
+            ))
+        grouped = (users + votes) / (time.perf_counter() - started)
+    finally:
+        await ledger.close()
+    return {"appends_per_s_one_at_a_time": round(one_at_a_time), "appends_per_s_group_commit": round(grouped)}
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def ledger_run(events: int, keep: Path | None = None) -> dict[str, Any]:
+    """Append rates, audit and rebuild speed on an ``events``-event ledger, and the server's memory."""
+    from projections.rebuild import rebuild
+
+    work = Path(tempfile.mkdtemp(prefix="vote-ledger-bench-")) if keep is None else keep
+    work.mkdir(parents=True, exist_ok=True)
+    db, polls = work / "ledger.db", work / "polls.toml"
+    polls.write_text(BENCH_POLL, encoding="utf-8")
+    figures: dict[str, Any] = {"events": events, **asyncio.run(_build_ledger(db, events))}
+
+    async def timed(readonly: bool, run: Any) -> tuple[float, Any]:
+        store = await SqliteEventStore.open(db, readonly=readonly)
+        try:
+            started = time.perf_counter()
+            result = await run(store)
+            return time.perf_counter() - started, result
+        finally:
+            await store.close()
+
+    seconds, report = asyncio.run(timed(True, audit))
+    total = report.head_seq
+    figures.update(head_seq=total, audit_passed=report.ok, audit_events_per_s=round(total / seconds))
+    seconds, rebuilt = asyncio.run(timed(False, rebuild))
+    figures.update(rebuild_events_per_s=round(total / seconds), rebuild_changes=len(rebuilt.changes))
+
+    port = _free_port()
+    started = time.perf_counter()
+    server = _serve(_command("serve", "--port", str(port), "--config", str(polls)), _env(db), port)
+    try:
+        figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
+        figures["serve_rss_mib"] = round(_rss_kib(server.pid) / 1024, 1)
+        figures["users"] = len(asyncio.run(_tokens_and_tallies(db))[0])
+    finally:
+        _stop(server)
+    figures["workdir"] = str(work)
+    return figures

@@ -272,6 +272,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from api import bench
 
     workdir = Path(args.workdir) if args.workdir else None
+    if args.ledger:
+        figures = bench.ledger_run(args.ledger, workdir)
+        print(json.dumps(figures, indent=2))
+        return 0 if figures["audit_passed"] and not figures["rebuild_changes"] else 1
     figures = bench.run(args.users, args.connections, args.duration, workdir)
     print(json.dumps(figures, indent=2) if args.json else bench.report(figures))
     return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
@@ -303,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--connections", type=int, default=64)
     bench_cmd.add_argument("--duration", type=float, default=5.0, help="seconds per scenario")
     bench_cmd.add_argument("--workdir", help="keep the ledger and files here")
+    bench_cmd.add_argument("--ledger", type=int, metavar="EVENTS",
+                           help="instead: append rates, audit and rebuild speed and server memory "
+                                "on a ledger of this many events")
     bench_cmd.add_argument("--json", action="store_true")
 
     users = commands.add_parser("users", help="user commands").add_subparsers(
