@@ -367,15 +367,18 @@ class SqliteEventStore(EventStore):
             where += " AND e.stream >= ? AND e.stream < ?"
             params += [stream_prefix, stream_prefix + "\U0010ffff"]
         sql = f"{_SELECT} WHERE {where} ORDER BY e.seq LIMIT {READ_CHUNK}"
-        while True:
-            rows = await self.fetch_all(sql, [after, *params])
-            if not rows:
-                return
-            events = [_row_to_event(r) for r in rows]
-            yield events
-            after = events[-1].seq
-            if len(rows) < READ_CHUNK:
-                return
+        rows = await self.fetch_all(sql, [after, *params])
+        while rows:
+            # read the next chunk in the reader's thread while the caller folds this one
+            ahead = None
+            if len(rows) == READ_CHUNK:
+                ahead = asyncio.ensure_future(self.fetch_all(sql, [rows[-1][0], *params]))
+            try:
+                yield [_row_to_event(r) for r in rows]
+            finally:
+                if ahead is not None and not ahead.done():
+                    await asyncio.wait([ahead])
+            rows = await ahead if ahead is not None else []
 
     async def commit_batch(
         self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]

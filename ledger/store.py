@@ -10,7 +10,7 @@ import abc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.chain import link
 
@@ -35,9 +35,12 @@ class NewEvent:
     private: PrivateData | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """A row of the log, with its private data where that still exists."""
+class StoredEvent(NamedTuple):
+    """A row of the log, with its private data where that still exists.
+
+    A named tuple rather than a dataclass: a replay makes one per event, and tuples are built
+    several times faster.
+    """
 
     seq: int
     event_id: str
