@@ -15,7 +15,7 @@ from api.settings import Settings
 from ledger.sqlite import SqliteEventStore
 from projections.commands import SyncPolls
 from projections.polls_file import bundled, load_polls_file
-from projections.service import VoteLedger
+from projections.service import FRESHNESS, VoteLedger
 
 
 async def open_ledger(settings: Settings) -> VoteLedger:
@@ -54,10 +54,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def fresh_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Catch up with other writers before answering (a few microseconds when nothing changed)."""
+    """Catch up with other writers before answering: no answer is staler than ``FRESHNESS`` (1 ms)."""
     ledger = request.app.get(LEDGER)
     if ledger is not None:
-        await ledger.refresh()
+        await ledger.refresh(FRESHNESS)
     return await handler(request)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from marshmallow import ValidationError
 
 from api.auth import Authenticator, normalize_email
 from api.errors import ApiError
-from api.middlewares import AccessLogger, JsonAccessLogger
+from api.middlewares import setup_logging
 from api.schemas import LegacySignupSchema
 from api.settings import Settings, SettingsError
 from ledger.errors import LedgerError
@@ -252,15 +251,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = _settings(args)
-    logging.basicConfig(level=logging.INFO, format="%(message)s" if settings.log_format == "json"
-                        else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger = setup_logging(settings.log_format == "json")
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    logger = JsonAccessLogger if settings.log_format == "json" else AccessLogger
     web.run_app(
         create_app(settings), host=settings.host, port=settings.port, access_log_class=logger,
         shutdown_timeout=30, print=lambda msg: print(msg, file=sys.stderr),

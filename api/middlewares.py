@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import re
+import time as _time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -83,24 +84,51 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: method, path, status, duration and request id (text or JSON)."""
+    """One line per request: time, method, path, status, duration and request id (text or JSON).
+
+    Lines are formatted here and handed to a bare handler (see ``setup_logging``): the logging
+    module's own time formatting would cost more than the rest of a vote.
+    """
 
     json_format = False
+    _second = 0
+    _stamp = ""
+
+    def _now(self) -> str:
+        now = int(_time.time())
+        if now != self._second:
+            stamp = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(now))
+            AccessLogger._second, AccessLogger._stamp = now, stamp
+        return self._stamp
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         request_id = request.get(REQUEST_ID, "-")
         if self.json_format:
-            self.logger.info(json.dumps({
-                "method": request.method, "path": request.path, "status": response.status,
-                "ms": round(time * 1000, 2), "requestId": request_id,
+            line = json.dumps({
+                "time": self._now(), "method": request.method, "path": request.path,
+                "status": response.status, "ms": round(time * 1000, 2), "requestId": request_id,
                 "remote": request.remote,
-            }))
+            })
         else:
-            self.logger.info(
-                "%s %s %s %.2fms %s", request.method, request.path, response.status, time * 1000,
-                request_id,
-            )
+            line = (f"{self._now()} {request.method} {request.path} {response.status} "
+                    f"{time * 1000:.2f}ms {request_id}")
+        self.logger.info(line)
 
 
 class JsonAccessLogger(AccessLogger):
     json_format = True
+
+
+def setup_logging(json_format: bool) -> type[AccessLogger]:
+    """Application logs to stderr with a timestamp; access lines as they are. Returns the logger class."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(message)s" if json_format else "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    access = logging.getLogger("aiohttp.access")
+    access.propagate = False
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.handlers = [handler]
+    access.setLevel(logging.INFO)
+    return JsonAccessLogger if json_format else AccessLogger

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -40,6 +41,7 @@ from ledger.store import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x564C4447  # "VLDG": marks a file as a vote-ledger database
 SCHEMA_VERSION = 1
@@ -254,6 +256,9 @@ class SqliteWriteTransaction(WriteTransaction):
         return await self._writer.run(self._writer.fetch_all, sql, params)
 
 
+WRITER_CACHE_KIB = 16 * 1024  # the writer's page cache: the indexes a batch touches stay in memory
+CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
+
 MAX_VARIABLES = 32766  # SQLite's limit on ? placeholders in one statement (3.32+)
 _VALUES = re.compile(r"^(INSERT .*? VALUES )(\([?, ]+\))(.*)$", re.DOTALL | re.IGNORECASE)
 
@@ -291,6 +296,7 @@ class SqliteEventStore(EventStore):
         self._probe = probe
         self._write_lock = asyncio.Lock()
         self._data_version: int | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -338,6 +344,9 @@ class SqliteEventStore(EventStore):
                 connections.append(conn)
                 conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
                 conn.execute("PRAGMA synchronous = FULL")
+                conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+                # checkpoints run beside the writer (see _checkpoints), not inside its commits
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
                 writer = _Writer(conn, path)
         except sqlite3.Error as exc:
             await _close_all(connections)
@@ -345,7 +354,10 @@ class SqliteEventStore(EventStore):
         except LedgerError:
             await _close_all(connections)
             raise
-        return cls(path, writer, reader, probe)
+        store = cls(path, writer, reader, probe)
+        if writer is not None:
+            store._checkpointer = asyncio.create_task(store._checkpoints(), name="ledger-checkpoints")
+        return store
 
     async def head(self) -> Head:
         # one indexed lookup that takes no lock in WAL mode: cheap enough to run inline
@@ -434,8 +446,37 @@ class SqliteEventStore(EventStore):
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 
+    async def _checkpoints(self) -> None:
+        """Copy the WAL back into the database file from a connection of its own, every so often.
+
+        SQLite's automatic checkpoint would run inside whichever commit crosses the threshold and
+        make that batch's callers wait for it; a passive checkpoint here never blocks the writer.
+        """
+        uri = f"file:{self.path.resolve()}"
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-checkpoint") as pool:
+            conn = await loop.run_in_executor(
+                pool, lambda: sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            )
+            try:
+                while True:
+                    await asyncio.sleep(CHECKPOINT_INTERVAL)
+                    try:
+                        await loop.run_in_executor(pool, conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                    except sqlite3.Error as exc:
+                        log.warning("checkpoint of %s failed: %s", self.path, exc)
+            finally:
+                await asyncio.shield(loop.run_in_executor(pool, conn.close))
+
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if self._writer is not None:
+            with contextlib.suppress(LedgerError):  # a tidy-up: the next opener checkpoints anyway
+                await self._writer.run(self._writer.conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
             await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
             self._writer = None
         await _close_all([self._probe, self._reader])

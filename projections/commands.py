@@ -9,7 +9,6 @@ moves only once the batch is durable.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from ledger.events import (
     VoteCast,
     encode,
 )
+from ledger.ids import uuid7
 from ledger.store import Head, NewEvent, PrivateData, StoredEvent, chain
 from ledger.writer import Decision
 from projections.errors import DomainError, IdempotencyConflictError, InvalidValueError, PollConfigError
@@ -124,11 +124,11 @@ class _Pending:
     version: int = 0
     private: PrivateFields | None = None
     salt: bytes = b""
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=lambda: str(uuid7()))
 
 
 def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
-    user_id = uuid.uuid4().hex
+    user_id = uuid7().hex
     private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
     salt = os.urandom(16)
     try:

@@ -13,6 +13,8 @@ from projections.model import User
 from projections.state import LedgerState, PrivateFields
 from projections.tables import ddl
 
+FRESHNESS = 0.001  # seconds: how stale a read may be with respect to other processes' appends
+
 
 def wall_clock_ms() -> int:
     """Milliseconds since the epoch: the ``at`` recorded with each vote."""
@@ -43,6 +45,7 @@ class VoteLedger:
         self.store = store
         self.state = state
         self.clock = clock
+        self._checked = float("-inf")
         self._writer: GroupCommitWriter[Command, Result] = GroupCommitWriter(
             store, Decider(state, clock), max_batch
         )
@@ -66,12 +69,17 @@ class VoteLedger:
         ledger._writer.start()
         return ledger
 
-    async def refresh(self) -> None:
+    async def refresh(self, max_staleness: float = 0.0) -> None:
         """Catch up with appends made by other processes (a cheap check when there are none).
 
         The log's head is compared first: the commits of this process's own writer are folded in
-        by the writer itself, so they are not read back.
+        by the writer itself, so they are not read back. With ``max_staleness`` the check is
+        skipped when the last one is more recent than that (the service uses ``FRESHNESS``).
         """
+        now = time.monotonic()
+        if now - self._checked < max_staleness:
+            return
+        self._checked = now
         if not await self.store.changed():
             return
         head = await self.store.head()

@@ -62,7 +62,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         assert status == 200, body
         assert server.stop() == 0, server.log_text()[-3000:]
         # the token worked: authenticated operations were exercised past the 401
-        answered = set(re.findall(r"aiohttp\.access: (\w+ \S+ \d+) ", server.log_text()))
+        answered = set(re.findall(r"^\S+ (\w+ \S+ \d+) [\d.]+ms ", server.log_text(), re.MULTILINE))
         assert {"GET /api/v1/me 200", "GET /auth/token 200"} <= answered, sorted(answered)[:50]
         audit_ok(db)
     finally:
