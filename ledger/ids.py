@@ -8,13 +8,20 @@ is ``seq``.
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
 
+_random = random.Random(os.urandom(32))
+
 
 def uuid7() -> uuid.UUID:
-    """A UUIDv7: 48 bits of Unix milliseconds, then 74 random bits."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    """A UUIDv7: 48 bits of Unix milliseconds, then 74 random bits.
+
+    The bits come from a generator seeded once from the OS, not a system call per id: these ids
+    only need to be unique, never secret (tokens are signed; salts still use ``os.urandom``).
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80)
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return uuid.UUID(int=value)
