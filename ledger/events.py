@@ -179,6 +179,10 @@ for _cls in EVENT_TYPES.values():
     ]
 
 
+_NAMES = {cls: frozenset(name for name, _, _ in fields) for cls, fields in _FIELDS.items()}
+_ENVELOPE = frozenset({"id", "type", "v", "stream", "version", "data"})
+
+
 def event_data(event: Event) -> dict[str, Any]:
     """The event's fields as a plain dict (the ``data`` member of its body)."""
     return {name: getattr(event, name) for name, _, _ in _FIELDS[type(event)]}
@@ -204,7 +208,7 @@ def decode(body: bytes) -> Envelope:
         raw = parse(body)
     except ValueError as exc:
         raise CorruptEventError(f"body is not UTF-8 JSON: {exc}") from exc
-    if not isinstance(raw, dict) or set(raw) != {"id", "type", "v", "stream", "version", "data"}:
+    if type(raw) is not dict or raw.keys() != _ENVELOPE:
         raise CorruptEventError("body is not an event envelope")
     type_name, v, data = raw["type"], raw["v"], raw["data"]
     cls = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
@@ -218,14 +222,15 @@ def decode(body: bytes) -> Envelope:
         data = UPCASTERS[(type_name, v)](data)
         v += 1
     fields = _FIELDS[cls]
-    unknown = set(data) - {name for name, _, _ in fields}
-    if unknown:
-        raise CorruptEventError(f"{type_name} has unknown fields {sorted(unknown)}")
-    for name, check, required in fields:
-        if name not in data:
-            if required:
+    if data.keys() != _NAMES[cls]:  # canonical bodies carry every field; older ones may lack some
+        unknown = data.keys() - _NAMES[cls]
+        if unknown:
+            raise CorruptEventError(f"{type_name} has unknown fields {sorted(unknown)}")
+        for name, _, required in fields:
+            if required and name not in data:
                 raise CorruptEventError(f"{type_name} lacks field {name!r}")
-        elif not check(data[name]):
+    for name, check, _ in fields:
+        if name in data and not check(data[name]):
             raise CorruptEventError(f"{type_name}.{name} has the wrong type")
     event = cls(**data)
     event_id, stream, version = raw["id"], raw["stream"], raw["version"]
