@@ -207,15 +207,15 @@ async def docs_init(request: web.Request) -> web.Response:
 
 
 ASSET_TYPES = {".js": "application/javascript", ".css": "text/css", ".png": "image/png"}
+ASSET_NAMES = frozenset(p.name for p in ASSETS.iterdir() if p.suffix in ASSET_TYPES and p.is_file())
 
 
 @routes.get("/docs/assets/{name}")
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     """A Swagger UI file from the installed bundle (only plain file names, only known types)."""
     name = request.match_info["name"]
+    if name not in ASSET_NAMES:
+        raise ApiError(404, "not_found", "no such docs asset")
     path = ASSETS / name
-    kind = ASSET_TYPES.get(path.suffix)
-    if "/" in name or name.startswith(".") or kind is None or not path.is_file():
-        raise ApiError(404, "not_found", f"no docs asset {name!r}")
-    return web.Response(body=path.read_bytes(), content_type=kind,
+    return web.Response(body=path.read_bytes(), content_type=ASSET_TYPES[path.suffix],
                         headers={"Cache-Control": "public, max-age=86400"})

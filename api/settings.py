@@ -65,6 +65,8 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log format must be 'text' or 'json'")
+        if self.busy_timeout < 0:
+            raise SettingsError("busy_timeout must not be negative")
         for name in ("token_lifetime", "max_body", "argon2_time_cost", "argon2_memory_cost",
                      "argon2_parallelism", "login_failures", "login_failures_per_client",
                      "login_window", "max_batch"):

@@ -104,7 +104,8 @@ class VoteCast(Event):
     """A user voted. Under the ``changeable`` policy a later vote supersedes the earlier one.
 
     ``at`` is the wall-clock time of the append in milliseconds (for ``opens_at``/``closes_at``);
-    order always comes from ``seq``. ``key`` is the client's idempotency key, if it sent one.
+    order always comes from ``seq``. ``key`` is the SHA-256 (hex) of the client's idempotency key,
+    if it sent one.
     """
 
     TYPE: ClassVar[str] = "VoteCast"

@@ -11,6 +11,8 @@ import contextlib
 import logging
 import re
 import sqlite3
+import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -80,6 +82,11 @@ _SELECT = (
 )
 
 
+def _uri(path: Path) -> str:
+    """A ``file:`` URI for ``path`` (``?``, ``#`` and ``%`` in names must not reach SQLite raw)."""
+    return "file:" + urllib.parse.quote(str(path.resolve()))
+
+
 def _row_to_event(row: Row) -> StoredEvent:
     private = PrivateData(row[8], row[9]) if row[8] is not None else None
     return StoredEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], private)
@@ -105,6 +112,7 @@ class _Writer:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        self.max_variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -162,7 +170,7 @@ class _Writer:
             if values is None:
                 self.conn.executemany(sql, rows)
                 continue
-            step = max(1, MAX_VARIABLES // values.count("?"))
+            step = max(1, self.max_variables // values.count("?"))
             for start in range(0, len(rows), step):
                 chunk = rows[start : start + step]
                 self.conn.execute(
@@ -259,7 +267,6 @@ class SqliteWriteTransaction(WriteTransaction):
 WRITER_CACHE_KIB = 16 * 1024  # the writer's page cache: the indexes a batch touches stay in memory
 CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
 
-MAX_VARIABLES = 32766  # SQLite's limit on ? placeholders in one statement (3.32+)
 _VALUES = re.compile(r"^(INSERT .*? VALUES )(\([?, ]+\))(.*)$", re.DOTALL | re.IGNORECASE)
 
 
@@ -316,19 +323,21 @@ class SqliteEventStore(EventStore):
             raise NotALedgerError(f"{path} is not a file")
         if not exists:
             path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{path.resolve()}?mode=ro" if readonly else f"file:{path.resolve()}"
+        uri = f"{_uri(path)}?mode=ro" if readonly else _uri(path)
         connections: list[Any] = []
         try:
             try:
                 probe = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
                 connections.append(probe)
                 probe.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-                _check_or_create(probe, path, create)
+                _check_or_create_patiently(probe, path, create, busy_timeout_ms)
             except sqlite3.OperationalError:
-                if not readonly:
+                wal = path.with_name(path.name + "-wal")
+                if not readonly or (wal.exists() and wal.stat().st_size > 0):
                     raise
                 # On read-only media SQLite cannot make the WAL index it reads through; a file
-                # nobody can write is safe to read as immutable.
+                # nobody can write, with no WAL beside it, is safe to read as immutable. (With a
+                # WAL, immutable would silently ignore its commits: that is an error instead.)
                 await _close_all(connections)
                 connections.clear()
                 uri += "&immutable=1"
@@ -425,6 +434,19 @@ class SqliteEventStore(EventStore):
                 raise
             await writer.run(writer.commit)
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        # a read transaction on the reader: WAL gives it one consistent view until it ends
+        try:
+            await self._reader.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                await self._reader.execute("COMMIT")
+
     async def changed(self) -> bool:
         # PRAGMA data_version costs a few microseconds and takes no lock, so it runs inline.
         try:
@@ -452,7 +474,7 @@ class SqliteEventStore(EventStore):
         SQLite's automatic checkpoint would run inside whichever commit crosses the threshold and
         make that batch's callers wait for it; a passive checkpoint here never blocks the writer.
         """
-        uri = f"file:{self.path.resolve()}"
+        uri = _uri(self.path)
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-checkpoint") as pool:
             conn = await loop.run_in_executor(
@@ -490,6 +512,23 @@ async def _close_all(connections: Sequence[Any]) -> None:
             await conn.close()
         else:
             conn.close()
+
+
+def _check_or_create_patiently(conn: sqlite3.Connection, path: Path, create: bool, timeout_ms: int) -> None:
+    """``_check_or_create``, retried while other processes hold the locks it needs.
+
+    Switching a new file to WAL takes an exclusive lock, for which SQLite's busy handler is not
+    always called (it would risk a deadlock), so processes creating one ledger together retry here.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        try:
+            _check_or_create(conn, path, create)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _check_or_create(conn: sqlite3.Connection, path: Path, create: bool) -> None:

@@ -138,6 +138,10 @@ class EventStore(abc.ABC):
         """An exclusive write transaction, committed durably when the block exits cleanly."""
 
     @abc.abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[None]:
+        """Within this block, ``read`` and ``fetch_all`` all see the store as of one moment."""
+
+    @abc.abstractmethod
     async def changed(self) -> bool:
         """Whether anyone may have committed since the last call (cheap; used to catch up)."""
 

@@ -93,6 +93,11 @@ def _check_event(state: LedgerState, event: StoredEvent, expected_seq: int, prev
 
 async def audit(store: EventStore, progress: Progress | None = None) -> AuditReport:
     """Run every check over the whole log and the live projections."""
+    async with store.snapshot():  # the log and the projections as of one moment
+        return await _audit(store, progress)
+
+
+async def _audit(store: EventStore, progress: Progress | None) -> AuditReport:
     report = AuditReport()
     state = report.state
     total = (await store.head()).seq

@@ -8,6 +8,7 @@ moves only once the batch is durable.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,12 @@ class _Pending:
     event_id: str = field(default_factory=lambda: str(uuid7()))
 
 
+def idempotency_digest(key: str) -> str:
+    """What the ledger keeps of a client's idempotency key: its SHA-256, never the text itself
+    (a client may put anything in it, and hashed bodies can never be erased)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
     user_id = uuid7().hex
     private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
@@ -142,15 +149,16 @@ def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
 
 
 def _decide_vote(view: LedgerState, cmd: CastVote, now_ms: int) -> list[_Pending] | VoteRecord:
-    if cmd.key is not None:
-        earlier = view.idempotency.get((cmd.user_id, cmd.key))
+    key = idempotency_digest(cmd.key) if cmd.key is not None else None
+    if key is not None:
+        earlier = view.idempotency.get((cmd.user_id, key))
         if earlier is not None:
             if (earlier.poll_id, earlier.candidate_id) != (cmd.poll_id, cmd.candidate_id):
                 raise IdempotencyConflictError(
                     "this Idempotency-Key was used for a different vote"
                 )
             return earlier
-    return [_Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, cmd.key))]
+    return [_Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, key))]
 
 
 def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], list[str]]:

@@ -106,7 +106,7 @@ def parse_polls(text: str, source: str = "polls file") -> tuple[PollSpec, ...]:
         if unknown:
             raise PollConfigError(f"{source}:{start}: unknown keys {sorted(unknown)}")
         poll_id = poll.get("id")
-        if not isinstance(poll_id, str) or not POLL_ID.match(poll_id):
+        if not isinstance(poll_id, str) or not POLL_ID.fullmatch(poll_id):
             raise PollConfigError(f"{at('id')}: id must be a URL-safe slug (a-z, 0-9, -, _)")
         if poll_id in seen:
             raise PollConfigError(

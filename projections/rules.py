@@ -50,7 +50,7 @@ def violation(
         return vote_violation(state, event)
     if isinstance(event, UserRegistered):
         if event.user_id in state.users:
-            return UnknownUserError(f"user {event.user_id} is already registered")
+            return PollConfigError(f"user id {event.user_id} is already taken")
         if private is not None and private.email in state.users_by_email:
             return EmailTakenError("this email is already registered", {"email": "already taken"})
         return None

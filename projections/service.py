@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 
@@ -13,6 +14,7 @@ from projections.model import User
 from projections.state import LedgerState, PrivateFields
 from projections.tables import ddl
 
+PROBE_REUSE = 1.0  # seconds a health probe's outcome is reused
 FRESHNESS = 0.001  # seconds: how stale a read may be with respect to other processes' appends
 
 
@@ -46,6 +48,9 @@ class VoteLedger:
         self.state = state
         self.clock = clock
         self._checked = float("-inf")
+        self._catching_up: asyncio.Future[None] | None = None
+        self._probe: asyncio.Future[None] | None = None
+        self._probed = float("-inf")
         self._writer: GroupCommitWriter[Command, Result] = GroupCommitWriter(
             store, Decider(state, clock), max_batch
         )
@@ -56,16 +61,17 @@ class VoteLedger:
     ) -> VoteLedger:
         """Replay the log into memory and start the writer."""
         await store.execute_script(ddl())
-        state = await replay(store)
+        await store.changed()  # the baseline: whatever commits from here on is caught up later
+        # the projections' position is read first: the log can only have grown since
         rows = await store.fetch_all("SELECT max(seq) FROM projection_position")
         position = rows[0][0] if rows and rows[0][0] is not None else 0
+        state = await replay(store)
         if position > state.head_seq:
             raise CorruptEventError(
                 f"the projections are at seq {position} but the log ends at {state.head_seq}: "
                 "the log lost events; run the audit"
             )
         ledger = cls(store, state, clock, max_batch)
-        await store.changed()
         ledger._writer.start()
         return ledger
 
@@ -76,10 +82,19 @@ class VoteLedger:
         by the writer itself, so they are not read back. With ``max_staleness`` the check is
         skipped when the last one is more recent than that (the service uses ``FRESHNESS``).
         """
-        now = time.monotonic()
-        if now - self._checked < max_staleness:
+        if self._catching_up is not None:  # another request is folding: its answer is ours
+            await asyncio.shield(self._catching_up)
             return
-        self._checked = now
+        if time.monotonic() - self._checked < max_staleness:
+            return
+        self._catching_up = asyncio.ensure_future(self._catch_up())
+        try:
+            await asyncio.shield(self._catching_up)
+        finally:
+            self._catching_up = None
+
+    async def _catch_up(self) -> None:
+        self._checked = time.monotonic()
         if not await self.store.changed():
             return
         head = await self.store.head()
@@ -104,8 +119,21 @@ class VoteLedger:
         return await self._writer.submit(command)
 
     async def check_writable(self) -> None:
-        """Commit a tiny write; raises StoreUnavailableError when the ledger cannot take one."""
-        await self.store.probe()
+        """Commit a tiny write; raises StoreUnavailableError when the ledger cannot take one.
+
+        A successful probe serves every caller for ``PROBE_REUSE`` seconds, and one in flight
+        serves every caller arriving meanwhile, so health checks cannot crowd the writer out; after
+        a failure the next call probes again, so recovery shows at once.
+        """
+        probe = self._probe
+        stale = probe is None or (
+            probe.done() and (probe.exception() is not None or time.monotonic() - self._probed > PROBE_REUSE)
+        )
+        if stale:
+            self._probed = time.monotonic()
+            probe = self._probe = asyncio.ensure_future(self.store.probe())
+        assert probe is not None
+        await asyncio.shield(probe)
 
     async def close(self) -> None:
         """Commit or refuse everything queued, then release the store."""

@@ -73,7 +73,7 @@ class LedgerState:
     events_by_type: dict[str, int] = field(default_factory=dict)
 
     def apply_stored(self, stored: StoredEvent) -> Event:
-        """Decode a row of the log and fold it in; rows at or before the head are skipped."""
+        """Decode a row of the log and fold it in (it must be the next position)."""
         envelope = decode(stored.body)
         private = PrivateFields.from_private(stored.private) if stored.private else None
         self.apply(stored.seq, stored.hash, envelope.event, private)

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ledger.events import VoteCast
+from projections.commands import idempotency_digest
 from tests.conftest import MakeClient, signup_and_login
 from tests.reliability.helpers import (
     assert_error_shape,
@@ -59,7 +60,7 @@ async def test_a_retried_json_api_vote_returns_the_original_seq_and_appends_noth
     results = await (await client.get("/api/v1/polls/frontend-leader/results")).json()
     assert results["totalVotes"] == 1
     votes = [e.event for _, e in await read_log(tmp_path / "ledger.db") if isinstance(e.event, VoteCast)]
-    assert len(votes) == 1 and votes[0].key == "ballot-1"
+    assert len(votes) == 1 and votes[0].key == idempotency_digest("ballot-1")
 
 
 async def test_a_retried_legacy_vote_returns_the_original_seq_not_already_voted(
@@ -173,6 +174,7 @@ def test_a_retry_after_a_restart_returns_the_original_vote(tmp_path: Path, stop:
         assert legacy[0] == 200 and json.loads(legacy[2])["seq"] == json.loads(leader[2])["seq"]
         assert server.stop() == 0
     votes = [e.event for _, e in asyncio.run(read_log(db)) if isinstance(e.event, VoteCast)]
-    assert sorted(v.key or "" for v in votes) == ["restart-1", "restart-2"]
+    expected = sorted(idempotency_digest(k) for k in ("restart-1", "restart-2"))
+    assert sorted(v.key or "" for v in votes) == expected
     audit_ok(db)
     assert rebuild_changes(db) == 0

@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 
 from ledger.events import Envelope, VoteCast
+from projections.commands import idempotency_digest
 from tests.reliability.helpers import (
     LEADER_CANDIDATES,
     MARATHON_CANDIDATES,
@@ -75,6 +76,11 @@ class Round:
     attempts: list[Attempt] = field(default_factory=list)
     acked: int = 0
     killed: bool = False
+
+
+def digest(key: str | None) -> str | None:
+    """The form the ledger keeps an idempotency key in."""
+    return idempotency_digest(key) if key is not None else None
 
 
 async def _log_in(session: aiohttp.ClientSession, url: str, voter: Voter) -> None:
@@ -166,12 +172,12 @@ def _check_after_kill(db: Path, attempts: list[Attempt]) -> tuple[int, int]:
         if a.outcome != "ack":
             continue
         vote = votes.get(a.seq or -1)
-        expected = (a.voter.user_id, a.poll, a.candidate, a.key)
+        expected = (a.voter.user_id, a.poll, a.candidate, digest(a.key))
         if vote is None or (vote.user_id, vote.poll_id, vote.candidate_id, vote.key) != expected:
             lost += 1
     kept_unacked = 0
     for a in attempts:
-        landed = keyed[(a.voter.user_id, a.key)] if a.key else leader[a.voter.user_id]
+        landed = keyed[(a.voter.user_id, digest(a.key))] if a.key else leader[a.voter.user_id]
         if a.outcome == "refused":
             assert landed == 0, f"a refused vote is in the ledger: {a}"
         elif a.outcome == "unanswered":
@@ -192,7 +198,7 @@ async def _retry_unanswered(server: Server, attempts: list[Attempt], db: Path) -
             a.retried = True
             if a.key is not None:
                 assert status == 201, body
-                earlier = keyed.get((a.voter.user_id, a.key))
+                earlier = keyed.get((a.voter.user_id, digest(a.key)))
                 seq = json.loads(body)["seq"]
                 assert earlier is None or seq == earlier, (a, seq, earlier)
             elif a.voter.user_id in leader:
@@ -247,7 +253,7 @@ def test_sigkill_under_load_loses_no_acknowledged_vote(
     votes = _votes_by_seq(asyncio.run(read_log(db)))
     voted = {a.voter.user_id for a in everything if a.poll == "leader" and a.outcome != "refused"}
     assert {v.user_id for v in votes.values() if v.poll_id == "leader"} == voted
-    keys = {(a.voter.user_id, a.key) for a in everything if a.key and a.outcome != "refused"}
+    keys = {(a.voter.user_id, digest(a.key)) for a in everything if a.key and a.outcome != "refused"}
     assert sorted((v.user_id, v.key) for v in votes.values() if v.key) == sorted(keys)  # each exactly once
     audit_ok(db)
     assert rebuild_changes(db) == 0
