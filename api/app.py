@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -13,15 +14,17 @@ from api.keys import AUTH, LEDGER, SETTINGS, THROTTLE
 from api.middlewares import Handler, error_middleware
 from api.settings import Settings
 from ledger.sqlite import SqliteEventStore
-from projections.commands import SyncPolls
+from projections.commands import Appended, SyncPolls
 from projections.polls_file import bundled, load_polls_file
 from projections.service import FRESHNESS, VoteLedger
+
+log = logging.getLogger("vote_ledger")
 
 
 async def open_ledger(settings: Settings) -> VoteLedger:
     """Check the polls file, open (or create) the ledger and append what the file adds.
 
-    The polls file is parsed in full first, so a broken file creates and appends nothing.
+    The polls file is parsed in full first, so a broken file appends nothing.
     """
     polls = load_polls_file(settings.config or bundled("default"))
     store = await SqliteEventStore.open(settings.db, create=True, busy_timeout_ms=settings.busy_timeout)
@@ -31,10 +34,12 @@ async def open_ledger(settings: Settings) -> VoteLedger:
         await store.close()
         raise
     try:
-        await ledger.execute(SyncPolls(polls))
+        result = await ledger.execute(SyncPolls(polls))
     except BaseException:
         await ledger.close()
         raise
+    for note in result.notes if isinstance(result, Appended) else ():
+        log.warning("polls file: %s", note)
     return ledger
 
 

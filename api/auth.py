@@ -104,12 +104,10 @@ def extract_token(value: str | None) -> str | None:
     return token or None
 
 
-class Authenticator:
-    """Hashes and checks passwords, issues and verifies tokens."""
+class Passwords:
+    """argon2id hashing and checking, in worker threads so the event loop keeps serving."""
 
-    def __init__(self, settings: Settings, secret: str) -> None:
-        self._secret = secret
-        self._lifetime = settings.token_lifetime
+    def __init__(self, settings: Settings) -> None:
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost,
@@ -119,9 +117,6 @@ class Authenticator:
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
         # Checked when the email is unknown, so that a miss costs as much as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
-        self._cache: dict[str, tuple[str, int]] = {}
-        self._key = secret.encode("utf-8")
-        self._good_headers: set[str] = set()
 
     async def hash_password(self, password: str) -> str:
         """An argon2id hash, computed in a worker thread so the event loop keeps serving."""
@@ -136,6 +131,21 @@ class Authenticator:
         except (VerificationError, InvalidHashError):
             return False
         return ok and password_hash is not None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+class Authenticator(Passwords):
+    """Passwords, and the tokens that a right password earns: issued and verified here."""
+
+    def __init__(self, settings: Settings, secret: str) -> None:
+        super().__init__(settings)
+        self._secret = secret
+        self._lifetime = settings.token_lifetime
+        self._cache: dict[str, tuple[str, int]] = {}
+        self._key = secret.encode("utf-8")
+        self._good_headers: set[str] = set()
 
     def issue(self, user: User) -> str:
         """A signed token carrying ``sub`` (the user id), ``email``, ``iat`` and ``exp``."""
@@ -208,9 +218,6 @@ class Authenticator:
         if exp <= now:
             raise ApiError(401, "token_expired", "the token has expired; log in again")
         return sub, exp, claims
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
 
 
 class LoginThrottle:

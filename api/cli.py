@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from marshmallow import ValidationError
 
-from api.auth import Authenticator, normalize_email
+from api.auth import Passwords, normalize_email
 from api.errors import ApiError
 from api.middlewares import setup_logging
 from api.schemas import LegacySignupSchema
@@ -28,7 +28,7 @@ from projections.commands import Appended, RegisterUser, SetPollStatus, SyncPoll
 from projections.errors import DomainError, EmailTakenError
 from projections.polls_file import bundled, load_polls_file
 from projections.rebuild import rebuild
-from projections.service import VoteLedger
+from projections.service import VoteLedger, replay
 
 PROG = "vote-ledger"
 
@@ -138,9 +138,9 @@ async def cmd_rebuild(args: argparse.Namespace) -> int:
 async def cmd_candidates(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = await SqliteEventStore.open(settings.db, readonly=True)
-    ledger = VoteLedger(store, await _replay(store), lambda: 0, 1)
     try:
-        polls = [p for p in ledger.state.polls.values() if args.poll in (None, p.poll_id)]
+        state = await replay(store)
+        polls = [p for p in state.polls.values() if args.poll in (None, p.poll_id)]
         if args.poll and not polls:
             raise CommandError(f"no poll {args.poll!r} in {settings.db}")
         for poll in polls:
@@ -152,12 +152,6 @@ async def cmd_candidates(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     return 0
-
-
-async def _replay(store: SqliteEventStore) -> Any:
-    from projections.service import replay
-
-    return await replay(store)
 
 
 def _print_appended(result: Appended, what: str) -> None:
@@ -218,7 +212,7 @@ def _read_users(path: Path) -> list[dict[str, Any]]:
 async def cmd_users_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
     users = _read_users(Path(args.file))
-    auth = Authenticator(settings, "x" * 32)
+    auth = Passwords(settings)
     ledger = await _open(settings, create=True)
     added = skipped = 0
     try:

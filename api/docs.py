@@ -22,8 +22,11 @@ from api.errors import ApiError
 from api.schemas import (
     ErrorSchema,
     HealthSchema,
+    LegacyCandidateSchema,
     LegacyLoginSchema,
     LegacySignupSchema,
+    LegacyVoteQuerySchema,
+    LegacyVoteSchema,
     LoginResponseSchema,
     LoginSchema,
     MeSchema,
@@ -31,6 +34,8 @@ from api.schemas import (
     PollSchema,
     ResultsQuerySchema,
     ResultsSchema,
+    TokenCheckSchema,
+    TokenQuerySchema,
     UserCreateSchema,
     UserSchema,
     VoteRequestSchema,
@@ -58,7 +63,7 @@ class Operation:
     path: str
     summary: str
     ok: int
-    response: type[Schema] | dict[str, Any] | None
+    response: type[Schema] | Schema | dict[str, Any] | None
     body: type[Schema] | None = None
     form: type[Schema] | None = None
     query: type[Schema] | None = None
@@ -70,14 +75,6 @@ class Operation:
 
 POLL_ID = {"in": "path", "name": "pollId", "required": True, "schema": {"type": "string"}}
 TEXT = {"type": "string"}
-LEGACY_CANDIDATES = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "required": ["id", "name", "voteCount"],
-        "properties": {"id": {"type": "integer"}, "name": TEXT, "voteCount": {"type": "integer"}},
-    },
-}
 
 OPERATIONS = [
     Operation("post", "/api/v1/users", "Sign up", 201, UserSchema, body=UserCreateSchema,
@@ -104,16 +101,13 @@ OPERATIONS = [
     Operation("post", "/auth/login", "Log in (2020 route): the bare JWT as text", 200, None,
               form=LegacyLoginSchema, errors=[400, 401, 413, 429], tag="Legacy 2020 routes",
               media="text/plain"),
-    Operation("get", "/auth/token", "Check a token (?token= or Authorization)", 200,
-              {"type": "object", "properties": {"valid": {"type": "boolean"}, "user": {}}},
-              errors=[400, 401], tag="Legacy 2020 routes"),
+    Operation("get", "/auth/token", "Check a token (?token= or Authorization)", 200, TokenCheckSchema,
+              query=TokenQuerySchema, errors=[400, 401], tag="Legacy 2020 routes"),
     Operation("get", "/candidates", "The legacy poll's candidates and vote counts", 200,
-              LEGACY_CANDIDATES, tag="Legacy 2020 routes"),
-    Operation("get", "/vote", "Vote in the legacy poll: ?id=N", 200,
-              {"type": "object", "properties": {"id": {"type": "integer"}, "name": TEXT,
-                                                "voteCount": {"type": "integer"},
-                                                "seq": {"type": "integer"}}},
-              auth=True, errors=[400, 401, 403, 404, 409, 503], tag="Legacy 2020 routes"),
+              LegacyCandidateSchema(many=True), tag="Legacy 2020 routes"),
+    Operation("get", "/vote", "Vote in the legacy poll: ?id=N", 200, LegacyVoteSchema,
+              query=LegacyVoteQuerySchema, auth=True, errors=[400, 401, 403, 404, 409, 503],
+              tag="Legacy 2020 routes"),
 ]
 
 
@@ -133,11 +127,6 @@ def _operation(op: Operation) -> dict[str, Any]:
     parameters: list[Any] = [POLL_ID] if "{pollId}" in op.path else []
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})
-    if op.path == "/vote":
-        parameters.append({"in": "query", "name": "id", "required": True,
-                           "schema": {"type": "integer", "minimum": 1}})
-    if op.path == "/auth/token":
-        parameters.append({"in": "query", "name": "token", "schema": TEXT})
     if op.path.endswith("/votes") or op.path == "/vote":
         parameters.append({"in": "header", "name": "Idempotency-Key", "schema": TEXT,
                            "description": "Retrying with the same key returns the original vote."})

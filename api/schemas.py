@@ -159,6 +159,32 @@ class MeSchema(Schema):
     polls = fields.List(fields.Nested(BallotSchema), required=True)
 
 
+class LegacyCandidateSchema(Schema):
+    """A row of the 2020 ``/candidates`` list."""
+
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    voteCount = fields.Integer(required=True, metadata={"description": "0 while the results rule hides it."})
+
+
+class LegacyVoteSchema(LegacyCandidateSchema):
+    seq = fields.Integer(required=True, metadata={"description": "Ledger position of the vote."})
+
+
+class LegacyVoteQuerySchema(Schema):
+    id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID),
+                        metadata={"description": "The candidate's id."})
+
+
+class TokenQuerySchema(Schema):
+    token = fields.String(metadata={"description": "The token (or send it in Authorization)."})
+
+
+class TokenCheckSchema(Schema):
+    valid = fields.Boolean(required=True)
+    user = fields.Nested(UserSchema, required=True)
+
+
 class HealthSchema(Schema):
     status = fields.String(required=True)
     seq = fields.Integer(required=True)

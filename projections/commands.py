@@ -180,10 +180,19 @@ def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], lis
             known: set[str] = set()
         else:
             known = {c.name for c in poll.candidates.values()}
-            if (poll.title, poll.policy, poll.results) != (spec.title, spec.policy, spec.results):
+            changed = [
+                name for name, have, want in (
+                    ("title", poll.title, spec.title), ("policy", poll.policy, spec.policy),
+                    ("results", poll.results, spec.results), ("legacy", poll.legacy, spec.legacy),
+                    ("same_part", poll.same_part, spec.same_part),
+                    ("not_own_team", poll.not_own_team, spec.not_own_team),
+                    ("opens_at", poll.opens_at, spec.opens_at), ("closes_at", poll.closes_at, spec.closes_at),
+                ) if have != want
+            ]
+            if changed:
                 notes.append(
-                    f"poll {spec.poll_id!r} is already in the ledger with other settings; "
-                    "the ledger's are kept"
+                    f"poll {spec.poll_id!r} is already in the ledger with other {', '.join(changed)}; "
+                    "the ledger's are kept (rules do not change under a running vote)"
                 )
         for candidate in spec.candidates:
             if candidate.name in known:

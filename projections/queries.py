@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ledger.store import EventStore
 from projections.errors import ResultsNotOpenError, UnknownPollError
-from projections.model import Ballot, Poll
+from projections.model import Poll
 from projections.state import LedgerState
 
 
@@ -86,7 +86,3 @@ async def tally_at(store: EventStore, poll_id: str, seq: int) -> Results:
     if poll is None:
         raise UnknownPollError(f"poll {poll_id!r} did not exist at seq {seq}")
     return tally(poll, seq)
-
-
-def ballot_of(state: LedgerState, poll_id: str, user_id: str) -> Ballot | None:
-    return state.ballots.get((poll_id, user_id))

@@ -268,7 +268,7 @@ async def test_reloading_the_file_never_reopens_a_closed_poll_nor_changes_its_se
         result = await ledger.execute(SyncPolls((changed,)))
 
         assert isinstance(result, Appended) and result.seqs == ()
-        assert "already in the ledger with other settings" in result.notes[0]
+        assert "already in the ledger with other title, policy" in result.notes[0]
         assert ledger.state.head_seq == head
         poll = ledger.state.polls["frontend-leader"]
         assert (poll.status, poll.title, poll.policy) == ("closed", spec.title, "single")
