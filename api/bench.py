@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import jwt
 
+from api.settings import child_environment
 from ledger.sqlite import SqliteEventStore
 from projections.audit import audit
 from projections.service import replay
@@ -145,14 +146,13 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 120)
 
 
 def _env(db: Path) -> dict[str, str]:
-    return {
-        **os.environ,
+    return child_environment({
         "VOTE_LEDGER_DB": str(db),
         "VOTE_LEDGER_JWT_SECRET": SECRET,
         "VOTE_LEDGER_ARGON2_TIME_COST": "1",
         "VOTE_LEDGER_ARGON2_MEMORY_COST": "8",
         "VOTE_LEDGER_ARGON2_PARALLELISM": "1",
-    }
+    })
 
 
 def _command(*args: str) -> list[str]:
@@ -164,8 +164,8 @@ def _wrk(port: int, tokens: Path, path: str, connections: int, duration: float,
     work = tokens.parent
     script = work / "bench.lua"
     script.write_text(WRK_SCRIPT)
-    env = {**os.environ, "BENCH_TOKENS": str(tokens), "BENCH_PATH": path, "BENCH_METHOD": method,
-           "BENCH_BODY": body, "BENCH_THREADS": "1"}
+    env = child_environment({"BENCH_TOKENS": str(tokens), "BENCH_PATH": path, "BENCH_METHOD": method,
+                             "BENCH_BODY": body, "BENCH_THREADS": "1"})
     result = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
          "-s", str(script), f"http://127.0.0.1:{port}"],
