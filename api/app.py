@@ -21,18 +21,23 @@ from projections.service import FRESHNESS, VoteLedger
 log = logging.getLogger("vote_ledger")
 
 
+async def open_store_ledger(settings: Settings, create: bool) -> VoteLedger:
+    """The ledger file named by the settings, replayed and with its writer started."""
+    store = await SqliteEventStore.open(settings.db, create=create, busy_timeout_ms=settings.busy_timeout)
+    try:
+        return await VoteLedger.open(store, max_batch=settings.max_batch)
+    except BaseException:
+        await store.close()
+        raise
+
+
 async def open_ledger(settings: Settings) -> VoteLedger:
     """Check the polls file, open (or create) the ledger and append what the file adds.
 
     The polls file is parsed in full first, so a broken file appends nothing.
     """
     polls = load_polls_file(settings.config or bundled("default"))
-    store = await SqliteEventStore.open(settings.db, create=True, busy_timeout_ms=settings.busy_timeout)
-    try:
-        ledger = await VoteLedger.open(store, max_batch=settings.max_batch)
-    except BaseException:
-        await store.close()
-        raise
+    ledger = await open_store_ledger(settings, create=True)
     try:
         result = await ledger.execute(SyncPolls(polls))
     except BaseException:

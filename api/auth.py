@@ -83,7 +83,6 @@ class Identity:
     """Who a valid token speaks for."""
 
     user: User
-    claims: dict[str, object]
 
 
 def extract_token(value: str | None) -> str | None:
@@ -168,19 +167,18 @@ class Authenticator(Passwords):
         cached = self._cache.get(token)
         if cached is not None and cached[1] > now:
             user_id = cached[0]
-            claims: dict[str, object] = {"sub": user_id}
         else:
-            user_id, exp, claims = self._decode(token, now)
+            user_id, exp = self._decode(token, now)
             if len(self._cache) >= 100_000:
                 self._cache.clear()
             self._cache[token] = (user_id, exp)
         user = state.users.get(user_id)
         if user is None:
             raise ApiError(401, "invalid_token", "the token names a user this ledger does not know")
-        return Identity(user, claims)
+        return Identity(user)
 
-    def _decode(self, token: str, now: float) -> tuple[str, int, dict[str, object]]:
-        """Verify an HS256 JWT: its ``sub``, ``exp`` and claims; ApiError 401 for anything else.
+    def _decode(self, token: str, now: float) -> tuple[str, int]:
+        """Verify an HS256 JWT and return its ``sub`` and ``exp``; ApiError 401 for anything else.
 
         Written out rather than through ``jwt.decode``, which costs several times more and runs
         once per vote (every voter has their own token). Only headers saying ``"alg": "HS256"``
@@ -217,7 +215,7 @@ class Authenticator(Passwords):
             raise invalid  # not valid yet: issued in the future
         if exp <= now:
             raise ApiError(401, "token_expired", "the token has expired; log in again")
-        return sub, exp, claims
+        return sub, exp
 
 
 class LoginThrottle:

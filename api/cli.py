@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from marshmallow import ValidationError
 
+from api.app import create_app, open_store_ledger
 from api.auth import Passwords, normalize_email
 from api.errors import ApiError
 from api.middlewares import setup_logging
@@ -28,7 +29,7 @@ from projections.commands import Appended, RegisterUser, SetPollStatus, SyncPoll
 from projections.errors import DomainError, EmailTakenError
 from projections.polls_file import bundled, load_polls_file
 from projections.rebuild import rebuild
-from projections.service import VoteLedger, replay
+from projections.service import replay
 
 PROG = "vote-ledger"
 
@@ -60,15 +61,6 @@ def _progress(label: str) -> Callable[[int, int], None] | None:
 def _settings(args: argparse.Namespace) -> Settings:
     keys = ("db", "config", "host", "port", "log_format")
     return Settings.load({k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
-
-
-async def _open(settings: Settings, create: bool) -> VoteLedger:
-    store = await SqliteEventStore.open(settings.db, create=create, busy_timeout_ms=settings.busy_timeout)
-    try:
-        return await VoteLedger.open(store, max_batch=settings.max_batch)
-    except BaseException:
-        await store.close()
-        raise
 
 
 def _summary(report: AuditReport) -> dict[str, Any]:
@@ -166,7 +158,7 @@ def _print_appended(result: Appended, what: str) -> None:
 async def cmd_polls_load(args: argparse.Namespace) -> int:
     settings = _settings(args)
     specs = load_polls_file(settings.config or bundled("default"))
-    ledger = await _open(settings, create=True)
+    ledger = await open_store_ledger(settings, create=True)
     try:
         result = await ledger.execute(SyncPolls(specs))
     finally:
@@ -178,7 +170,7 @@ async def cmd_polls_load(args: argparse.Namespace) -> int:
 
 async def cmd_polls_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    ledger = await _open(settings, create=False)
+    ledger = await open_store_ledger(settings, create=False)
     try:
         result = await ledger.execute(SetPollStatus(args.poll_id, args.action == "open"))
     finally:
@@ -213,7 +205,7 @@ async def cmd_users_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
     users = _read_users(Path(args.file))
     auth = Passwords(settings)
-    ledger = await _open(settings, create=True)
+    ledger = await open_store_ledger(settings, create=True)
     added = skipped = 0
     try:
         for start in range(0, len(users), 1000):
@@ -241,8 +233,6 @@ async def cmd_users_import(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
-
-    from api.app import create_app
 
     settings = _settings(args)
     logger = setup_logging(settings.log_format == "json")

@@ -16,8 +16,8 @@ from ledger.errors import CorruptEventError, EncodingError, LedgerError
 from ledger.events import UserRegistered, decode, encode
 from ledger.store import EventStore, StoredEvent
 from projections.compare import differences, live_rows
-from projections.rebuild import Progress
 from projections.rules import expected_version, violation
+from projections.service import Progress
 from projections.state import LedgerState, PrivateFields
 
 

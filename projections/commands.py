@@ -122,9 +122,8 @@ class _Pending:
     """One event decided in this batch, waiting for its position in the log."""
 
     event: Event
-    version: int = 0
     private: PrivateFields | None = None
-    salt: bytes = b""
+    private_data: PrivateData | None = None  # the private fields as kept: salt and canonical bytes
     event_id: str = field(default_factory=lambda: str(uuid7()))
 
 
@@ -135,17 +134,10 @@ def idempotency_digest(key: str) -> str:
 
 
 def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
-    user_id = uuid7().hex
     private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
-    salt = os.urandom(16)
-    try:
-        event = UserRegistered(
-            user_id, commitment(salt, canonical(private.as_dict())), cmd.part, cmd.team
-        )
-        encode(user_id, event, 1)  # every value must be writable, or the whole batch would fail
-    except EncodingError as exc:
-        raise InvalidValueError(f"a field cannot be stored: {exc}") from exc
-    return [_Pending(event, 0, private, salt)]
+    salt, body = os.urandom(16), canonical(private.as_dict())
+    event = UserRegistered(uuid7().hex, commitment(salt, body), cmd.part, cmd.team)
+    return [_Pending(event, private, PrivateData(salt, body))]
 
 
 def _decide_vote(view: LedgerState, cmd: CastVote, now_ms: int) -> list[_Pending] | VoteRecord:
@@ -217,23 +209,36 @@ def _decide_status(view: LedgerState, cmd: SetPollStatus) -> list[_Pending]:
     return [_Pending(PollOpened(cmd.poll_id) if cmd.open else PollClosed(cmd.poll_id))]
 
 
-def _admit(view: LedgerState, decided: list[_Pending]) -> DomainError | None:
-    """Check a command's events in order and fold them into ``view``, all or none.
+def _admit(view: LedgerState, decided: list[_Pending]) -> list[NewEvent] | DomainError:
+    """Check a command's events in order, encode them, and fold them into ``view``: all or none.
 
     A command of several events is tried on a scratch of the scratch first, so that one breaking a
-    rule halfway leaves the batch's state as it was.
+    rule halfway leaves the batch's state as it was. Encoding here, per command, means a value
+    that cannot be written refuses its own command rather than failing the whole batch.
     """
     trial = scratch(view) if len(decided) > 1 else view
+    new: list[NewEvent] = []
     for item in decided:
         error = violation(trial, item.event, item.private)
         if error is not None:
             return error
-        item.version = expected_version(trial, item.event)
+        version = expected_version(trial, item.event)
+        try:
+            body = encode(item.event_id, item.event, version)
+        except EncodingError as exc:
+            return _unwritable(exc)
+        new.append(NewEvent(
+            item.event_id, item.event.TYPE, item.event.stream(), version, body, item.private_data
+        ))
         trial.apply(trial.head_seq + 1, b"", item.event, item.private)
     if trial is not view:
         for item in decided:
             view.apply(view.head_seq + 1, b"", item.event, item.private)
-    return None
+    return new
+
+
+def _unwritable(exc: EncodingError) -> InvalidValueError:
+    return InvalidValueError(f"a field cannot be stored: {exc}")
 
 
 class Decider:
@@ -245,15 +250,14 @@ class Decider:
 
     def catch_up(self, events: Sequence[StoredEvent]) -> None:
         """Fold in what other writers appended."""
-        for stored in events:
-            if stored.seq > self.state.head_seq:
-                self.state.apply_stored(stored)
+        self.state.catch_up(events)
 
     def decide(self, commands: Sequence[Command]) -> Decision[Result]:
         """Decide every command against the state plus the batch so far; change nothing yet."""
         view = scratch(self.state)
         now_ms = self._clock()
         pending: list[_Pending] = []
+        new_events: list[NewEvent] = []
         spans: list[tuple[int, int, list[str]] | VoteRecord | Exception] = []
         for command in commands:
             try:
@@ -261,17 +265,21 @@ class Decider:
             except DomainError as exc:
                 spans.append(exc)
                 continue
+            except EncodingError as exc:
+                spans.append(_unwritable(exc))
+                continue
             if isinstance(decided, VoteRecord):
                 spans.append(decided)
                 continue
-            error = _admit(view, decided)
-            if error is not None:
-                spans.append(error)
+            admitted = _admit(view, decided)
+            if isinstance(admitted, DomainError):
+                spans.append(admitted)
                 continue
             spans.append((len(pending), len(pending) + len(decided), notes))
             pending += decided
+            new_events += admitted
         head = Head(self.state.head_seq, self.state.head_hash)
-        stored = chain(head, [self._new_event(p) for p in pending])
+        stored = chain(head, new_events)
         tables = rows_of(
             touched(view.users).values(), touched(view.polls).values(),
             touched(view.ballots), touched(view.idempotency),
@@ -300,16 +308,6 @@ class Decider:
         if isinstance(command, SyncPolls):
             return _decide_sync(view, command)
         return _decide_status(view, command), []
-
-    @staticmethod
-    def _new_event(p: _Pending) -> NewEvent:
-        private = None
-        if p.private is not None:
-            private = PrivateData(p.salt, canonical(p.private.as_dict()))
-        return NewEvent(
-            p.event_id, p.event.TYPE, p.event.stream(), p.version,
-            encode(p.event_id, p.event, p.version), private,
-        )
 
     @staticmethod
     def _result(

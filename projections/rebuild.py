@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.store import EventStore
 from projections.compare import Difference, differences, live_rows
-from projections.state import LedgerState
+from projections.service import Progress, replay
 from projections.tables import TABLES, ddl, state_rows, statements
 
-Progress = Callable[[int, int], None]
 SHADOW = "__rebuild"
 
 
@@ -24,25 +22,12 @@ class RebuildReport:
     changes: list[Difference]
 
 
-async def fold_log(store: EventStore, progress: Progress | None = None) -> LedgerState:
-    """Fold the whole log into a fresh state, reporting progress as ``(done, total)``."""
-    total = (await store.head()).seq
-    state = LedgerState()
-    async for chunk in store.read():
-        for event in chunk:
-            state.apply_stored(event)
-        if progress:
-            progress(state.head_seq, total)
-    return state
-
-
 async def rebuild(store: EventStore, progress: Progress | None = None) -> RebuildReport:
     """Replace every projection table with a fresh fold of the log; report what changed."""
     await store.execute_script(ddl())
-    state = await fold_log(store, progress)
+    state = await replay(store, progress=progress)
     async with store.write() as tx:
-        for event in await tx.read_after(state.head_seq):  # appended while we folded
-            state.apply_stored(event)
+        state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
         changes = differences(await live_rows(tx.fetch_all), state)
         drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in TABLES)
         await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ledger.errors import CorruptEventError
-from ledger.store import EventStore, PrivateData, StoredEvent
+from ledger.store import EventStore
 from ledger.writer import GroupCommitWriter
 from projections.commands import Command, Decider, Result
 from projections.model import User
@@ -23,18 +23,19 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def fold_into(state: LedgerState, events: Iterable[StoredEvent]) -> None:
-    """Fold rows of the log into ``state``, skipping those it already holds."""
-    for event in events:
-        if event.seq > state.head_seq:
-            state.apply_stored(event)
+Progress = Callable[[int, int], None]
 
 
-async def replay(store: EventStore, upto: int | None = None) -> LedgerState:
-    """A fresh fold of the log (up to ``upto``)."""
+async def replay(
+    store: EventStore, upto: int | None = None, progress: Progress | None = None
+) -> LedgerState:
+    """A fresh fold of the log (up to ``upto``), reporting progress as ``(done, total)``."""
+    total = upto if upto is not None else (await store.head()).seq
     state = LedgerState()
     async for chunk in store.read(upto=upto):
-        fold_into(state, chunk)
+        state.catch_up(chunk)
+        if progress:
+            progress(state.head_seq, total)
     return state
 
 
@@ -101,18 +102,16 @@ class VoteLedger:
         if head.seq <= self.state.head_seq or self._writer.is_own(head):
             return
         async for chunk in self.store.read(after=self.state.head_seq):
-            fold_into(self.state, chunk)
+            self.state.catch_up(chunk)
 
     async def password_hash(self, user: User) -> str | None:
         """The user's password hash, read from the private data of their registration."""
-        rows = await self.store.fetch_all(
-            "SELECT p.salt, p.body FROM events e JOIN private_data p ON p.event_id = e.id"
-            " WHERE e.stream = ? AND e.version = 1",
-            (f"user:{user.user_id}",),
-        )
-        if not rows:
-            return None
-        return PrivateFields.from_private(PrivateData(rows[0][0], rows[0][1])).password_hash
+        stream = f"user:{user.user_id}"
+        async for chunk in self.store.read(upto=user.seq, stream_prefix=stream):
+            for event in chunk:
+                if event.stream == stream and event.private is not None:
+                    return PrivateFields.from_private(event.private).password_hash
+        return None
 
     async def execute(self, command: Command) -> Result:
         """Decide and durably commit one command; raises its DomainError if refused."""
@@ -126,13 +125,11 @@ class VoteLedger:
         a failure the next call probes again, so recovery shows at once.
         """
         probe = self._probe
-        stale = probe is None or (
+        if probe is None or (
             probe.done() and (probe.exception() is not None or time.monotonic() - self._probed > PROBE_REUSE)
-        )
-        if stale:
+        ):
             self._probed = time.monotonic()
             probe = self._probe = asyncio.ensure_future(self.store.probe())
-        assert probe is not None
         await asyncio.shield(probe)
 
     async def close(self) -> None:

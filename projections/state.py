@@ -6,7 +6,7 @@ state: the service, the rebuild, the audit and time travel all use this one fold
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,12 @@ class LedgerState:
     idempotency: dict[tuple[str, str], VoteRecord] = field(default_factory=dict)
     legacy_poll_id: str | None = None
     events_by_type: dict[str, int] = field(default_factory=dict)
+
+    def catch_up(self, events: Iterable[StoredEvent]) -> None:
+        """Fold in rows of the log, skipping those this state already holds."""
+        for stored in events:
+            if stored.seq > self.head_seq:
+                self.apply_stored(stored)
 
     def apply_stored(self, stored: StoredEvent) -> Event:
         """Decode a row of the log and fold it in (it must be the next position)."""

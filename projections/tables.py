@@ -115,20 +115,15 @@ def _sort_key(row: Row) -> tuple[Any, ...]:
     return row[:2]
 
 
-COLUMNS = {
-    "users": 6, "polls": 12, "candidates": 7, "ballots": 5, "idempotency": 5,
-    "projection_position": 3,
-}
-
-
-def insert_sql(table: str, suffix: str = "", replace: bool = True) -> str:
-    """An INSERT (or INSERT OR REPLACE) of one full row into ``table``."""
-    verb = "INSERT OR REPLACE" if replace else "INSERT"
-    return f"{verb} INTO {table}{suffix} VALUES ({', '.join('?' * COLUMNS[table])})"
-
-
 def statements(tables: Mapping[str, list[Row]], suffix: str = "") -> list[Statement]:
-    """Inserts for the rows; new users must not collide (the email constraint is the last defence)."""
-    return [
-        (insert_sql(table, suffix, replace=table != "users"), rows) for table, rows in tables.items() if rows
-    ]
+    """Whole-row inserts for the rows, table by table (each row function gives every column).
+
+    New users must not collide: a plain INSERT keeps the email constraint as the last defence;
+    every other table is upserted.
+    """
+    found: list[Statement] = []
+    for table, rows in tables.items():
+        if rows:
+            verb = "INSERT" if table == "users" else "INSERT OR REPLACE"
+            found.append((f"{verb} INTO {table}{suffix} VALUES ({', '.join('?' * len(rows[0]))})", rows))
+    return found
