@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ledger.chain import GENESIS_HASH
-from ledger.codec import parse
 from ledger.errors import CorruptEventError
 from ledger.events import (
     CandidateAdded,
@@ -27,8 +28,7 @@ from ledger.store import PrivateData, StoredEvent
 from projections.model import Ballot, Candidate, Poll, User
 
 
-@dataclass(frozen=True, slots=True)
-class PrivateFields:
+class PrivateFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The personal data of a registration, as kept beside the log."""
 
     email: str
@@ -37,15 +37,16 @@ class PrivateFields:
 
     @classmethod
     def from_private(cls, private: PrivateData) -> PrivateFields:
-        raw = parse(private.body)
-        if not isinstance(raw, dict) or set(raw) != {"email", "name", "password_hash"}:
-            raise CorruptEventError("private data does not hold email, name and password_hash")
-        if not all(isinstance(v, str) for v in raw.values()):
-            raise CorruptEventError("private data fields must be strings")
-        return cls(raw["email"], raw["name"], raw["password_hash"])
+        try:
+            return _PRIVATE.decode(private.body)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise CorruptEventError(f"private data is not email, name and password_hash: {exc}") from exc
 
     def as_dict(self) -> dict[str, str]:
         return {"email": self.email, "name": self.name, "password_hash": self.password_hash}
+
+
+_PRIVATE = msgspec.json.Decoder(PrivateFields)
 
 
 @dataclass(frozen=True, slots=True)

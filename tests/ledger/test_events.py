@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import types
 import typing
 from typing import Any
 
+import msgspec
 import pytest
 import rfc8785
 from hypothesis import given
@@ -29,7 +29,8 @@ from ledger.events import (
 
 
 def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = typing.get_args(hint) if union else (hint,)
     parts: list[st.SearchStrategy[Any]] = []
     for option in options:
         if option is type(None):
@@ -47,7 +48,7 @@ def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
 
 def events_of(cls: type[Event]) -> st.SearchStrategy[Event]:
     hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)})
+    return st.builds(cls, **{f.name: strategy_for(hints[f.name]) for f in msgspec.structs.fields(cls)})
 
 
 def vote_body(**envelope: Any) -> dict[str, Any]:
@@ -69,7 +70,6 @@ def with_data(**changes: Any) -> dict[str, Any]:
 
 
 def test_every_event_type_is_registered_under_its_type_name() -> None:
-    # names, not classes: ``slots=True`` leaves the pre-slots class objects among the subclasses
     assert {cls.__name__ for cls in Event.__subclasses__()} == set(EVENT_TYPES)
     assert all(name == cls.TYPE == cls.__name__ for name, cls in EVENT_TYPES.items())
 
