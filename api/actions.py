@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -17,14 +15,6 @@ from projections.model import User
 from projections.state import VoteRecord
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-
-dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    """JSON with UTF-8 text as it is (names are not ``\\u``-escaped)."""
-    return web.Response(text=dumps(data), status=status, content_type="application/json")
-
 
 async def sign_up(request: web.Request, data: dict[str, Any]) -> User:
     """Register a user from validated fields; 409 when the email is taken."""

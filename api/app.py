@@ -10,8 +10,9 @@ from aiohttp import web
 from api import docs, legacy, v1
 from api.auth import Authenticator, LoginThrottle, load_or_create_secret
 from api.cors import cors_middleware
-from api.keys import AUTH, LEDGER, SETTINGS, THROTTLE
+from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, THROTTLE
 from api.middlewares import Handler, error_middleware
+from api.responses import ResponseCache
 from api.settings import Settings
 from ledger.sqlite import SqliteEventStore
 from projections.commands import Appended, SyncPolls
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body,
     )
     app[SETTINGS] = settings
+    app[RESPONSES] = ResponseCache()
     app.cleanup_ctx.append(_resources)
     app.add_routes(legacy.routes)
     app.add_routes(v1.routes)

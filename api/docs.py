@@ -17,8 +17,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
-from api.actions import json_response
 from api.errors import ApiError
+from api.responses import json_response
 from api.schemas import (
     ErrorSchema,
     HealthSchema,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.auth import Authenticator, LoginThrottle
+from api.responses import ResponseCache
 from api.settings import Settings
 from projections.service import VoteLedger
 
@@ -12,3 +13,4 @@ SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", VoteLedger)
 AUTH = web.AppKey("auth", Authenticator)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
+RESPONSES = web.AppKey("responses", ResponseCache)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.actions import authenticate, caller_id, cast_vote, json_response, log_in, sign_up
+from api.actions import authenticate, caller_id, cast_vote, log_in, sign_up
 from api.bodies import legacy_fields
 from api.errors import ApiError
-from api.keys import LEDGER
+from api.keys import LEDGER, RESPONSES
+from api.responses import json_bytes_response, json_response
 from api.schemas import LEGACY_LOGIN, LEGACY_SIGNUP, MAX_ID, load
 from api.views import legacy_candidates, user_json
 from projections.model import Poll
@@ -48,7 +49,10 @@ async def candidates(request: web.Request) -> web.Response:
     """The legacy poll's candidates: ``[{"id", "name", "voteCount"}]`` ordered by id."""
     ledger = request.app[LEDGER]
     poll = ledger.state.legacy_poll
-    return json_response(legacy_candidates(poll, _counts_visible(request, poll)))
+    counts = _counts_visible(request, poll)
+    return json_bytes_response(request.app[RESPONSES].encoded(
+        ledger.state.head_seq, ("candidates", counts), lambda: legacy_candidates(poll, counts)
+    ))
 
 
 def _counts_visible(request: web.Request, poll: Poll | None, user_id: str | None = None) -> bool:

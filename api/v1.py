@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.actions import authenticate, caller_id, cast_vote, json_response, log_in, sign_up
+from api.actions import authenticate, caller_id, cast_vote, log_in, sign_up
 from api.bodies import json_body
 from api.errors import ApiError
-from api.keys import AUTH, LEDGER
+from api.keys import AUTH, LEDGER, RESPONSES
+from api.responses import json_bytes_response, json_response
 from api.schemas import LOGIN, MAX_ID, RESULTS_QUERY, USER_CREATE, VOTE_REQUEST, load
 from api.views import me_json, poll_json, results_json, user_json, vote_json
 from projections.queries import check_results_visible, get_poll, tally, tally_at
@@ -73,7 +74,10 @@ async def results(request: web.Request) -> web.Response:
     check_results_visible(ledger.state, poll, caller_id(request), ledger.clock())
     at = query.get("at")
     if at is None:
-        return json_response(results_json(tally(poll, ledger.state.head_seq)))
+        head = ledger.state.head_seq
+        return json_bytes_response(request.app[RESPONSES].encoded(
+            head, ("results", poll.poll_id), lambda: results_json(tally(poll, head))
+        ))
     if at > ledger.state.head_seq:
         raise ApiError(400, "invalid_query", f"the ledger ends at seq {ledger.state.head_seq}",
                        {"at": "beyond the head of the ledger"})
