@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
+import msgspec
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -27,6 +28,22 @@ from projections.model import User
 from projections.state import LedgerState
 
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+class _Claims(msgspec.Struct):
+    """The claims a token must carry (others are ignored); integers only, as RFC 7519 NumericDates."""
+
+    sub: str
+    exp: int
+    iat: int
+    nbf: int | msgspec.UnsetType = msgspec.UNSET
+
+
+_CLAIMS = msgspec.json.Decoder(_Claims)
+
+
+def _invalid() -> ApiError:
+    return ApiError(401, "invalid_token", "the token is not valid")
 
 
 def _unb64(segment: str) -> bytes:
@@ -184,38 +201,32 @@ class Authenticator(Passwords):
         once per vote (every voter has their own token). Only headers saying ``"alg": "HS256"``
         pass, so ``none`` and every other algorithm are refused (as is any ``crit`` extension).
         """
-        invalid = ApiError(401, "invalid_token", "the token is not valid")
         parts = token.split(".")
         if len(parts) != 3:
-            raise invalid
+            raise _invalid()
         header, payload, signature = parts
         if header not in self._good_headers:
             try:
                 fields = json.loads(_unb64(header))
             except ValueError:
-                raise invalid from None
+                raise _invalid() from None
             if not isinstance(fields, dict) or fields.get("alg") != "HS256" or "crit" in fields:
-                raise invalid
+                raise _invalid()
             if len(self._good_headers) < 16:
                 self._good_headers.add(header)
         expected = hmac.new(self._key, f"{header}.{payload}".encode("ascii"), hashlib.sha256).digest()
         try:
             if not hmac.compare_digest(expected, _unb64(signature)):
-                raise invalid
-            claims = json.loads(_unb64(payload))
-        except ValueError:
-            raise invalid from None
-        if not isinstance(claims, dict):
-            raise invalid
-        sub, exp, iat = claims.get("sub"), claims.get("exp"), claims.get("iat")
-        if not isinstance(sub, str) or type(exp) is not int or type(iat) is not int:
-            raise invalid
-        nbf = claims.get("nbf", iat)
-        if type(nbf) is not int or iat > now or nbf > now:
-            raise invalid  # not valid yet: issued in the future
-        if exp <= now:
+                raise _invalid()
+            claims = _CLAIMS.decode(_unb64(payload))
+        except (ValueError, msgspec.DecodeError):
+            raise _invalid() from None
+        nbf = claims.iat if claims.nbf is msgspec.UNSET else claims.nbf
+        if claims.iat > now or nbf > now:
+            raise _invalid()  # not valid yet: issued in the future
+        if claims.exp <= now:
             raise ApiError(401, "token_expired", "the token has expired; log in again")
-        return sub, exp
+        return claims.sub, claims.exp
 
 
 class LoginThrottle:

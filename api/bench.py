@@ -123,6 +123,7 @@ class Scenario:
     p99_ms: float
     ratio: float = 0.0
     generator: str = "wrk"
+    cpu_us: float | None = None  # the server's CPU time (all threads) per answered request
 
 
 def _free_port() -> int:
@@ -216,16 +217,30 @@ async def _aiohttp_load(port: int, tokens: list[str], path: str, connections: in
             "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process so far (None where ``/proc`` does not tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _drive(port: int, tokens_file: Path, tokens: list[str], name: str, path: str, connections: int,
-           duration: float, method: str = "", body: str = "") -> Scenario:
+           duration: float, method: str = "", body: str = "", pid: int = 0) -> Scenario:
+    cpu_before = _cpu_seconds(pid)
     if shutil.which("wrk"):
         stats, generator = _wrk(port, tokens_file, path, connections, duration, method, body), "wrk"
     else:
         stats = asyncio.run(_aiohttp_load(port, tokens, path, connections, duration, method, body))
         generator = "aiohttp (wrk not found)"
     ok = stats["requests"] - stats["non2xx"] - stats["socket_errors"]
+    cpu_after = _cpu_seconds(pid)
+    cpu_us = None
+    if cpu_before is not None and cpu_after is not None and stats["requests"]:
+        cpu_us = round((cpu_after - cpu_before) / stats["requests"] * 1e6, 1)
     return Scenario(name, stats["requests"], ok, stats["seconds"], ok / stats["seconds"],
-                    stats["p50_ms"], stats["p99_ms"], generator=generator)
+                    stats["p50_ms"], stats["p99_ms"], generator=generator, cpu_us=cpu_us)
 
 
 def _serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -290,7 +305,8 @@ def run(users: int, connections: int, duration: float, keep: Path | None = None)
     port = _free_port()
     bare = _serve([sys.executable, "-c", BARE_SERVER, str(port)], env, port)
     try:
-        ceiling = _drive(port, tokens_file, tokens, "bare aiohttp (ceiling)", "/", connections, duration)
+        ceiling = _drive(port, tokens_file, tokens, "bare aiohttp (ceiling)", "/", connections, duration,
+                         pid=bare.pid)
     finally:
         _stop(bare)
     scenarios.append(ceiling)
@@ -300,12 +316,12 @@ def run(users: int, connections: int, duration: float, keep: Path | None = None)
                     {**env, "PYTHONUNBUFFERED": "1"}, port)
     try:
         scenarios.append(_drive(port, tokens_file, tokens, "GET /candidates", "/candidates",
-                                connections, duration))
+                                connections, duration, pid=server.pid))
         scenarios.append(_drive(port, tokens_file, tokens, "GET /vote?id=N (legacy)", "/vote?id=1",
-                                connections, duration, method="GET"))
+                                connections, duration, method="GET", pid=server.pid))
         scenarios.append(_drive(port, tokens_file, tokens, "POST /api/v1/polls/{id}/votes",
                                 "/api/v1/polls/bench-json/votes", connections, duration, method="POST",
-                                body='{"candidateId": 3}'))
+                                body='{"candidateId": 3}', pid=server.pid))
     finally:
         _stop(server)
     for scenario in scenarios:
@@ -333,10 +349,12 @@ def run(users: int, connections: int, duration: float, keep: Path | None = None)
 
 def report(figures: dict[str, Any]) -> str:
     """A human-readable table of the figures."""
-    lines = [f"{'scenario':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  generator"]
+    lines = [f"{'scenario':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}{'cpu µs/req':>12}"
+             "  generator"]
     for s in figures["scenarios"]:
+        cpu = f"{s['cpu_us']:,.0f}" if s.get("cpu_us") is not None else "-"
         lines.append(f"{s['name']:<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
-                     f"{s['ratio']:>8.2f}  {s['generator']}")
+                     f"{s['ratio']:>8.2f}{cpu:>12}  {s['generator']}")
     lines.append(f"users {figures['users']:,} (imported in {figures['import_seconds']} s), "
                  f"{figures['connections']} connections, {figures['duration']} s per scenario")
     lines.append(f"tallies {figures['tallies']} vs acknowledged {figures['acknowledged']}: "

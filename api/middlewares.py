@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import itertools
-import json
 import logging
 import re
 import sys
@@ -13,6 +12,7 @@ import time as _time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
@@ -133,11 +133,11 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         request_id = request.get(REQUEST_ID, "-")
         if self.json_format:
-            line = json.dumps({
+            line = msgspec.json.encode({
                 "time": self._now(), "method": request.method, "path": request.path,
                 "status": response.status, "ms": round(time * 1000, 2), "requestId": request_id,
                 "remote": request.remote,
-            })
+            }).decode()
         else:
             line = (f"{self._now()} {request.method} {request.path} {response.status} "
                     f"{time * 1000:.2f}ms {request_id}")

@@ -315,7 +315,7 @@ class Decider:
         command: Command,
         stored: list[StoredEvent],
     ) -> Result | Exception:
-        if isinstance(span, Exception | VoteRecord):
+        if isinstance(span, (Exception, VoteRecord)):
             return span
         start, end, notes = span
         rows = stored[start:end]

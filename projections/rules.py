@@ -36,7 +36,7 @@ def expected_version(state: LedgerState, event: Event) -> int:
     if isinstance(event, VoteCast):
         ballot = state.ballots.get((event.poll_id, event.user_id))
         return ballot.count + 1 if ballot else 1
-    if isinstance(event, CandidateAdded | PollOpened | PollClosed):
+    if isinstance(event, (CandidateAdded, PollOpened, PollClosed)):
         poll = state.polls.get(event.poll_id)
         return poll.stream_version + 1 if poll else 1
     return 1
@@ -62,7 +62,7 @@ def violation(
         if event.legacy and state.legacy_poll_id is not None:
             return PollConfigError(f"poll {state.legacy_poll_id!r} is already the legacy poll")
         return None
-    if isinstance(event, CandidateAdded | PollOpened | PollClosed):
+    if isinstance(event, (CandidateAdded, PollOpened, PollClosed)):
         if event.poll_id not in state.polls:
             return UnknownPollError(f"no poll {event.poll_id!r}")
         if isinstance(event, CandidateAdded):
