@@ -70,13 +70,17 @@ class GroupCommitWriter(Generic[C, R]):
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     async def submit(self, command: C) -> R:
-        """Queue a command; returns its result once the batch that holds it has committed."""
+        """Queue a command; returns its result once the batch that holds it has committed.
+
+        A caller cancelled while waiting cancels only its own wait: the command stays queued and
+        is committed with its batch (the writer skips answering a cancelled future).
+        """
         if self._closing or self._task is None:
             raise WriterClosedError("the ledger is shutting down")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((command, future))
         self._wakeup.set()
-        return await asyncio.shield(future)
+        return await future
 
     def is_own(self, head: Head) -> bool:
         """Whether ``head`` is an event of the batch this writer is committing right now."""

@@ -26,7 +26,7 @@ from ledger.events import (
     VoteCast,
     encode,
 )
-from ledger.ids import uuid7
+from ledger.ids import uuid7, uuid7_hex
 from ledger.store import Head, NewEvent, PrivateData, StoredEvent, chain
 from ledger.writer import Decision
 from projections.errors import DomainError, IdempotencyConflictError, InvalidValueError, PollConfigError
@@ -124,7 +124,7 @@ class _Pending:
     event: Event
     private: PrivateFields | None = None
     private_data: PrivateData | None = None  # the private fields as kept: salt and canonical bytes
-    event_id: str = field(default_factory=lambda: str(uuid7()))
+    event_id: str = field(default_factory=uuid7)
 
 
 def idempotency_digest(key: str) -> str:
@@ -136,7 +136,7 @@ def idempotency_digest(key: str) -> str:
 def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
     private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
     salt, body = os.urandom(16), canonical(private.as_dict())
-    event = UserRegistered(uuid7().hex, commitment(salt, body), cmd.part, cmd.team)
+    event = UserRegistered(uuid7_hex(), commitment(salt, body), cmd.part, cmd.team)
     return [_Pending(event, private, PrivateData(salt, body))]
 
 

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from projections.model import Poll
 from projections.state import LedgerState
 
+_MISSING: Any = object()
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -35,6 +36,18 @@ class Layer(MutableMapping[K, V], Generic[K, V]):
             if self._copier is not None:
                 value = self.own[key] = self._copier(value)
             return value
+
+    def get(self, key: K, default: Any = None) -> Any:
+        """As ``self[key]``, without a KeyError raised and caught on every miss."""
+        value = self.own.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        value = self.base.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if self._copier is not None:
+            value = self.own[key] = self._copier(value)
+        return value
 
     def __setitem__(self, key: K, value: V) -> None:
         self.own[key] = value
