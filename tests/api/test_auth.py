@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import stat
 import time
 import uuid
@@ -39,6 +43,23 @@ def _claims(token: str, **changes: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
+def _signed(payload: bytes) -> str:
+    """A token with exactly ``payload`` as its claims, signed with the service's key."""
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header = b64(b'{"alg":"HS256","typ":"JWT"}')
+    signing_input = f"{header}.{b64(payload)}"
+    signature = hmac.new(TEST_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def _typed(token: str, **raw: str) -> str:
+    """The token's claims with some replaced by raw JSON text (``null``, ``true``, ``"1"``)."""
+    claims = {k: json.dumps(v) for k, v in claims_of(token).items()} | raw
+    return _signed(("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in claims.items()) + "}").encode())
+
+
 FORGERIES: dict[str, Callable[[str], str]] = {
     "alg none": lambda t: unsigned_token(claims_of(t)),
     "alg None": lambda t: unsigned_token(claims_of(t), alg="None"),
@@ -50,6 +71,14 @@ FORGERIES: dict[str, Callable[[str], str]] = {
     "unknown user": lambda t: jwt.encode(_claims(t, sub=uuid.uuid4().hex), TEST_SECRET, algorithm="HS256"),
     "no exp": lambda t: jwt.encode(_claims(t, exp=None), TEST_SECRET, algorithm="HS256"),
     "no sub": lambda t: jwt.encode(_claims(t, sub=None), TEST_SECRET, algorithm="HS256"),
+    "exp true": lambda t: _typed(t, exp="true"),
+    "exp a string": lambda t: _typed(t, exp='"9999999999"'),
+    "exp a float": lambda t: _typed(t, exp="9999999999.5"),
+    "nbf null": lambda t: _typed(t, nbf="null"),
+    "nbf in the future": lambda t: _typed(t, nbf=str(int(time.time()) + 3600)),
+    "iat in the future": lambda t: _typed(t, iat=str(int(time.time()) + 3600)),
+    "sub a number": lambda t: _typed(t, sub="7"),
+    "claims an array": lambda t: _signed(b"[1, 2]"),
     "payload swapped": lambda t: ".".join(
         [t.split(".")[0], jwt.encode(_claims(t, sub=uuid.uuid4().hex), TEST_SECRET).split(".")[1],
          t.split(".")[2]]

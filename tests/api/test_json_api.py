@@ -349,6 +349,20 @@ async def test_a_json_api_vote_shows_at_once_in_candidates(client: Client) -> No
     assert sum((await legacy_counts(client)).values()) == 1
 
 
+async def test_answers_read_before_a_vote_are_not_served_after_it(client: Client) -> None:
+    # /candidates and results keep their encoded answer until the ledger moves: read, vote, read
+    assert (await legacy_counts(client))[7] == 0 and (await results(client))["totalVotes"] == 0
+    assert (await legacy_counts(client))[7] == 0  # the same answer, read twice
+    await vote(client, await signup_and_login(client, "alice@example.com"), 7)
+    assert (await legacy_counts(client))[7] == 1
+    body = await results(client)
+    assert body["totalVotes"] == 1 and votes_by_id(body)[7] == 1
+    bob = await legacy_user(client, "bob@example.com")
+    response = await client.get("/vote?id=7", headers={"Authorization": bob})
+    assert response.status == 200, await response.text()
+    assert (await legacy_counts(client))[7] == 2 and (await results(client))["totalVotes"] == 2
+
+
 async def test_a_user_of_one_surface_cannot_vote_again_on_the_other(client: Client) -> None:
     token = await signup_and_login(client, "alice@example.com")
     await vote(client, token, 1)
