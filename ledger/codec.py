@@ -52,10 +52,3 @@ def canonical(value: Any) -> bytes:
     except UnicodeEncodeError as exc:
         raise EncodingError("strings must be valid Unicode (no lone surrogates)") from exc
 
-
-def parse(body: bytes) -> Any:
-    """Decode JSON bytes; raises ``ValueError`` for anything that is not strict UTF-8 JSON."""
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from exc

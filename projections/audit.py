@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ledger.chain import GENESIS_HASH, commitment, link
-from ledger.codec import canonical
 from ledger.errors import CorruptEventError, LedgerError
 from ledger.events import UserRegistered, decode, reencode
 from ledger.store import EventStore, StoredEvent
@@ -77,7 +76,7 @@ def _check_event(state: LedgerState, event: StoredEvent, expected_seq: int, prev
             private = PrivateFields.from_private(event.private)
         except CorruptEventError as exc:
             raise _Failed(event.seq, "commitment", f"private data is malformed: {exc}") from exc
-        if canonical(private.as_dict()) != event.private.body:
+        if private.canonical_body() != event.private.body:
             raise _Failed(event.seq, "commitment", "private data is not in canonical form")
     if event.version != expected_version(state, envelope.event):
         raise _Failed(event.seq, "rules", f"stream version {event.version} is out of order")

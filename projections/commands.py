@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ledger.chain import commitment
-from ledger.codec import canonical
 from ledger.errors import EncodingError
 from ledger.events import (
     CandidateAdded,
@@ -135,7 +134,7 @@ def idempotency_digest(key: str) -> str:
 
 def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
     private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
-    salt, body = os.urandom(16), canonical(private.as_dict())
+    salt, body = os.urandom(16), private.canonical_body()
     event = UserRegistered(uuid7_hex(), commitment(salt, body), cmd.part, cmd.team)
     return [_Pending(event, private, PrivateData(salt, body))]
 

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from ledger.chain import GENESIS_HASH
+from ledger.codec import canonical
 from ledger.errors import CorruptEventError
 from ledger.events import (
     CandidateAdded,
@@ -42,8 +43,9 @@ class PrivateFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise CorruptEventError(f"private data is not email, name and password_hash: {exc}") from exc
 
-    def as_dict(self) -> dict[str, str]:
-        return {"email": self.email, "name": self.name, "password_hash": self.password_hash}
+    def canonical_body(self) -> bytes:
+        """The canonical bytes kept beside the log, which the commitment covers."""
+        return canonical(msgspec.structs.asdict(self))
 
 
 _PRIVATE = msgspec.json.Decoder(PrivateFields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.codec import MAX_SAFE_INTEGER, canonical, parse
+from ledger.codec import MAX_SAFE_INTEGER, canonical
 from ledger.errors import EncodingError
 
 SPECIAL_STRINGS = [
@@ -52,7 +53,7 @@ def test_canonical_equals_the_rfc8785_reference(value: Any) -> None:
 
 @given(values)
 def test_canonical_bytes_parse_back_to_the_value(value: Any) -> None:
-    assert parse(canonical(value)) == value
+    assert json.loads(canonical(value)) == value
 
 
 @pytest.mark.parametrize("text", SPECIAL_STRINGS)
@@ -121,9 +122,3 @@ def test_values_outside_the_subset_are_refused(value: Any) -> None:
         canonical(value)
     with pytest.raises(EncodingError):
         canonical(nest(value))
-
-
-@pytest.mark.parametrize("body", [b"{", b"\xff\xfe", b"", b"[1,]"])
-def test_parse_refuses_what_is_not_utf8_json(body: bytes) -> None:
-    with pytest.raises(ValueError):
-        parse(body)
