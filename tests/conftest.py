@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from api.app import create_app
 from api.settings import Settings
 
+TEST_SECRET = "test-secret-" + "x" * 32  # the JWT secret every test app signs with
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 64, "argon2_parallelism": 1}
 
 
@@ -19,7 +20,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for a test: a ledger in ``tmp_path``, cheap password hashing, a fixed secret."""
     values: dict[str, Any] = {
         "db": tmp_path / "ledger.db",
-        "jwt_secret": "test-secret-" + "x" * 32,
+        "jwt_secret": TEST_SECRET,
         **FAST_HASHING,
         **overrides,
     }

@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient
 
 Client = TestClient[Any, Any]
 
-TEST_SECRET = "test-secret-" + "x" * 32  # the secret tests/conftest.py make_settings configures
 DEMO_NAMES = ["정시원", "고은", "유현우", "김*오", "문*빈", "문*진", "서*빈", "이*용", "장*훈", "황*나"]
 AXIOS_ACCEPT = "application/json, text/plain, */*"
 PREFLIGHT = {

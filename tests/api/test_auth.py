@@ -18,7 +18,6 @@ import pytest
 
 from api.keys import SETTINGS
 from tests.api.helpers import (
-    TEST_SECRET,
     Client,
     bearer,
     claims_of,
@@ -27,7 +26,7 @@ from tests.api.helpers import (
     timed_get,
     unsigned_token,
 )
-from tests.conftest import MakeClient, signup_and_login
+from tests.conftest import TEST_SECRET, MakeClient, signup_and_login
 
 PROTECTED = ["/vote?id=1", "/api/v1/me"]
 

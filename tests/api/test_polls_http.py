@@ -232,7 +232,7 @@ async def run_cli(*args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode is not None
+    assert process.returncode is not None  # for the type checker: communicate() waited for it
     return process.returncode, output.decode()
 
 
