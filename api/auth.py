@@ -179,7 +179,7 @@ class Authenticator(Passwords):
         if token is None:
             raise ApiError(401, "missing_token", "log in first: send the token in Authorization")
         if not token.isascii():
-            raise ApiError(401, "invalid_token", "the token is not valid")
+            raise _invalid()
         now = time.time()
         cached = self._cache.get(token)
         if cached is not None and cached[1] > now:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import swagger_ui_bundle
 from aiohttp import web
 from apispec import APISpec
@@ -18,7 +19,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
 from api.errors import ApiError
-from api.responses import json_response
+from api.responses import json_bytes_response
 from api.schemas import (
     ErrorSchema,
     HealthSchema,
@@ -177,12 +178,18 @@ DOCS_PAGE = """<!doctype html>
 # validatorUrl: null keeps the page from asking validator.swagger.io about the document
 DOCS_INIT = 'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs", validatorUrl: null});\n'
 
+@functools.cache
+def _encoded_spec() -> bytes:
+    """The document as served: encoded once."""
+    return msgspec.json.encode(build_spec())
+
+
 routes = web.RouteTableDef()
 
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(build_spec())
+    return json_bytes_response(_encoded_spec())
 
 
 @routes.get("/docs")

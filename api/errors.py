@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.responses import json_response
 from projections.errors import DomainError
 
 STATUS_OF_CODE = {
@@ -47,4 +48,4 @@ def error_response(error: ApiError, request_id: str | None = None) -> web.Respon
     body: dict[str, object] = {"code": error.code, "message": error.message, "fields": error.fields}
     if request_id:
         body["requestId"] = request_id
-    return web.json_response({"error": body}, status=error.status, headers=error.headers)
+    return json_response({"error": body}, status=error.status, headers=error.headers)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """JSON with UTF-8 text as it is (names are not ``\\u``-escaped)."""
-    return json_bytes_response(msgspec.json.encode(data), status)
+    return json_bytes_response(msgspec.json.encode(data), status, headers)
 
 
-def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
+def json_bytes_response(
+    body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
     """A response for JSON already encoded."""
-    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+    return web.Response(
+        body=body, status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )
 
 
 class ResponseCache:
