@@ -41,7 +41,7 @@ class UserRegistered(Event, frozen=True):
     team: str | None = None
 
     def stream(self) -> str:
-        return f"user:{self.user_id}"
+        return user_stream(self.user_id)
 
 
 class PollCreated(Event, frozen=True):
@@ -59,7 +59,7 @@ class PollCreated(Event, frozen=True):
     closes_at: SafeInt | None = None
 
     def stream(self) -> str:
-        return f"poll:{self.poll_id}"
+        return poll_stream(self.poll_id)
 
 
 class CandidateAdded(Event, frozen=True):
@@ -73,7 +73,7 @@ class CandidateAdded(Event, frozen=True):
     team: str | None = None
 
     def stream(self) -> str:
-        return f"poll:{self.poll_id}"
+        return poll_stream(self.poll_id)
 
 
 class PollOpened(Event, frozen=True):
@@ -83,7 +83,7 @@ class PollOpened(Event, frozen=True):
     poll_id: str
 
     def stream(self) -> str:
-        return f"poll:{self.poll_id}"
+        return poll_stream(self.poll_id)
 
 
 class PollClosed(Event, frozen=True):
@@ -93,7 +93,7 @@ class PollClosed(Event, frozen=True):
     poll_id: str
 
     def stream(self) -> str:
-        return f"poll:{self.poll_id}"
+        return poll_stream(self.poll_id)
 
 
 class VoteCast(Event, frozen=True):
@@ -113,6 +113,16 @@ class VoteCast(Event, frozen=True):
 
     def stream(self) -> str:
         return ballot_stream(self.poll_id, self.user_id)
+
+
+def user_stream(user_id: str) -> str:
+    """The stream of one user's registration."""
+    return f"user:{user_id}"
+
+
+def poll_stream(poll_id: str) -> str:
+    """The stream of one poll: its creation, candidates, opening and closing."""
+    return f"poll:{poll_id}"
 
 
 def ballot_stream(poll_id: str, user_id: str) -> str:

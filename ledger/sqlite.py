@@ -87,6 +87,11 @@ def _uri(path: Path) -> str:
     return "file:" + urllib.parse.quote(str(path.resolve()))
 
 
+def _head(conn: sqlite3.Connection) -> Head:
+    row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
+
+
 def _row_to_event(row: Row) -> StoredEvent:
     private = PrivateData(row[8], row[9]) if row[8] is not None else None
     return StoredEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], private)
@@ -132,8 +137,7 @@ class _Writer:
             raise translate(exc, self.path) from exc
 
     def head(self) -> Head:
-        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
+        return _head(self.conn)
 
     def begin(self) -> Head:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -371,10 +375,9 @@ class SqliteEventStore(EventStore):
     async def head(self) -> Head:
         # one indexed lookup that takes no lock in WAL mode: cheap enough to run inline
         try:
-            row = self._probe.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            return _head(self._probe)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
-        return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
 
     async def read(
         self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None

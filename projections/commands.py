@@ -32,7 +32,7 @@ from projections.errors import DomainError, IdempotencyConflictError, InvalidVal
 from projections.overlay import scratch, touched
 from projections.rules import expected_version, violation
 from projections.state import LedgerState, PrivateFields, VoteRecord
-from projections.tables import PROJECTIONS, rows_of, statements
+from projections.tables import position_rows, rows_of, statements
 
 
 @dataclass(frozen=True)
@@ -284,9 +284,7 @@ class Decider:
             touched(view.ballots), touched(view.idempotency),
         )
         if stored:
-            tables["projection_position"] = [
-                (name, stored[-1].seq, stored[-1].hash) for name in PROJECTIONS
-            ]
+            tables["projection_position"] = position_rows(stored[-1].seq, stored[-1].hash)
         results = [self._result(span, commands[i], stored) for i, span in enumerate(spans)]
         return Decision(head, stored, statements(tables), results, token=pending)
 

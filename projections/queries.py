@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger.events import ballot_stream, poll_stream
 from ledger.store import EventStore
 from projections.errors import ResultsNotOpenError, UnknownPollError
 from projections.model import Poll
@@ -74,9 +75,10 @@ async def tally_at(store: EventStore, poll_id: str, seq: int) -> Results:
     """
     state = LedgerState()
     events = []
-    async for chunk in store.read(upto=seq, stream_prefix=f"poll:{poll_id}"):
-        events += [e for e in chunk if e.stream == f"poll:{poll_id}"]
-    async for chunk in store.read(upto=seq, stream_prefix=f"ballot:{poll_id}:"):
+    stream = poll_stream(poll_id)
+    async for chunk in store.read(upto=seq, stream_prefix=stream):
+        events += [e for e in chunk if e.stream == stream]  # not another poll whose id starts alike
+    async for chunk in store.read(upto=seq, stream_prefix=ballot_stream(poll_id, "")):
         events += chunk
     events.sort(key=lambda e: e.seq)
     for event in events:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from ledger.errors import CorruptEventError
+from ledger.events import user_stream
 from ledger.store import EventStore
 from ledger.writer import GroupCommitWriter
 from projections.commands import Command, Decider, Result
@@ -106,7 +107,7 @@ class VoteLedger:
 
     async def password_hash(self, user: User) -> str | None:
         """The user's password hash, read from the private data of their registration."""
-        stream = f"user:{user.user_id}"
+        stream = user_stream(user.user_id)
         async for chunk in self.store.read(upto=user.seq, stream_prefix=stream):
             for event in chunk:
                 if event.stream == stream and event.private is not None:

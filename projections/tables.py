@@ -83,8 +83,9 @@ def idempotency_row(key: tuple[str, str], r: VoteRecord) -> Row:
     return (key[0], key[1], r.seq, r.poll_id, r.candidate_id)
 
 
-def position_rows(state: LedgerState) -> list[Row]:
-    return [(name, state.head_seq, state.head_hash) for name in PROJECTIONS]
+def position_rows(seq: int, digest: bytes) -> list[Row]:
+    """Every projection's position: the seq and hash of the last event folded in."""
+    return [(name, seq, digest) for name in PROJECTIONS]
 
 
 def rows_of(
@@ -107,7 +108,7 @@ def rows_of(
 def state_rows(state: LedgerState) -> dict[str, list[Row]]:
     """Every row the projection tables must hold for ``state``, sorted by key."""
     tables = rows_of(state.users.values(), state.polls.values(), state.ballots, state.idempotency)
-    tables["projection_position"] = position_rows(state)
+    tables["projection_position"] = position_rows(state.head_seq, state.head_hash)
     return {name: sorted(rows, key=_sort_key) for name, rows in tables.items()}
 
 
