@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,11 +24,15 @@ async def sign_up(request: web.Request, data: dict[str, Any]) -> User:
     if email in ledger.state.users_by_email:  # cheap early answer; the writer checks again
         raise ApiError(409, "email_taken", "this email is already registered", {"email": "already taken"})
     password_hash = await request.app[AUTH].hash_password(data["password"])
-    result = await ledger.execute(
-        RegisterUser(email, data["name"].strip(), password_hash, data.get("part"), data.get("team"))
-    )
+    result = await ledger.execute(register_command(data, password_hash))
     assert isinstance(result, Registered)
     return ledger.state.users[result.user_id]
+
+
+def register_command(data: Mapping[str, Any], password_hash: str) -> RegisterUser:
+    """The registration validated signup fields ask for: the email normalized, the name trimmed."""
+    email, name = normalize_email(data["email"]), data["name"].strip()
+    return RegisterUser(email, name, password_hash, data.get("part"), data.get("team"))
 
 
 async def log_in(request: web.Request, email: str, password: str) -> tuple[str, User]:

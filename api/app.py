@@ -32,7 +32,7 @@ async def open_store_ledger(settings: Settings, create: bool) -> VoteLedger:
         raise
 
 
-async def open_ledger(settings: Settings) -> VoteLedger:
+async def open_ledger(settings: Settings) -> tuple[VoteLedger, Appended]:
     """Check the polls file, open (or create) the ledger and append what the file adds.
 
     The polls file is parsed in full first, so a broken file appends nothing.
@@ -44,9 +44,8 @@ async def open_ledger(settings: Settings) -> VoteLedger:
     except BaseException:
         await ledger.close()
         raise
-    for note in result.notes if isinstance(result, Appended) else ():
-        log.warning("polls file: %s", note)
-    return ledger
+    assert isinstance(result, Appended)
+    return ledger, result
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -54,10 +53,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[AUTH] = Authenticator(settings, load_or_create_secret(settings))
     app[THROTTLE] = LoginThrottle(settings)
     try:
-        app[LEDGER] = await open_ledger(settings)
+        app[LEDGER], loaded = await open_ledger(settings)
     except BaseException:
         app[AUTH].close()
         raise
+    for note in loaded.notes:
+        log.warning("polls file: %s", note)
     yield
     await app[LEDGER].close()
     app[AUTH].close()

@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 
 from marshmallow import ValidationError
 
-from api.app import create_app, open_store_ledger
-from api.auth import Passwords, normalize_email
+from api.actions import register_command
+from api.app import create_app, open_ledger, open_store_ledger
+from api.auth import Passwords
 from api.errors import ApiError
 from api.middlewares import setup_logging
 from api.schemas import LegacySignupSchema
@@ -26,9 +27,8 @@ from api.settings import Settings, SettingsError
 from ledger.errors import LedgerError
 from ledger.sqlite import SqliteEventStore
 from projections.audit import AuditReport, audit
-from projections.commands import Appended, RegisterUser, SetPollStatus, SyncPolls
+from projections.commands import Appended, SetPollStatus
 from projections.errors import DomainError, EmailTakenError
-from projections.polls_file import bundled, load_polls_file
 from projections.rebuild import rebuild
 from projections.service import replay
 
@@ -157,14 +157,8 @@ def _print_appended(result: Appended, what: str) -> None:
 
 
 async def cmd_polls_load(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    specs = load_polls_file(settings.config or bundled("default"))
-    ledger = await open_store_ledger(settings, create=True)
-    try:
-        result = await ledger.execute(SyncPolls(specs))
-    finally:
-        await ledger.close()
-    assert isinstance(result, Appended)
+    ledger, result = await open_ledger(_settings(args))
+    await ledger.close()
     _print_appended(result, "polls load")
     return 0
 
@@ -213,9 +207,7 @@ async def cmd_users_import(args: argparse.Namespace) -> int:
             chunk = users[start : start + 1000]
             hashes = await asyncio.gather(*(auth.hash_password(u["password"]) for u in chunk))
             results = await asyncio.gather(
-                *(ledger.execute(RegisterUser(normalize_email(u["email"]), u["name"].strip(), h,
-                                              u.get("part"), u.get("team")))
-                  for u, h in zip(chunk, hashes, strict=True)),
+                *(ledger.execute(register_command(u, h)) for u, h in zip(chunk, hashes, strict=True)),
                 return_exceptions=True,
             )
             for result in results:
