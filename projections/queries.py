@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.events import ballot_stream, poll_stream
+from ledger.events import ballot_stream, decode, poll_stream
 from ledger.store import EventStore
 from projections.errors import ResultsNotOpenError, UnknownPollError
 from projections.model import Poll
@@ -81,9 +81,8 @@ async def tally_at(store: EventStore, poll_id: str, seq: int) -> Results:
     async for chunk in store.read(upto=seq, stream_prefix=ballot_stream(poll_id, "")):
         events += chunk
     events.sort(key=lambda e: e.seq)
-    for event in events:
-        state.head_seq = event.seq - 1  # a partial fold: positions have gaps by design
-        state.apply_stored(event)
+    for event in events:  # a poll's and its ballots' streams: no registrations, no private data
+        state.fold(event.seq, event.hash, decode(event.body).event)
     poll = state.polls.get(poll_id)
     if poll is None:
         raise UnknownPollError(f"poll {poll_id!r} did not exist at seq {seq}")

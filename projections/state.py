@@ -94,6 +94,13 @@ class LedgerState:
         """Fold one event in. ``seq`` must be the next position of the log."""
         if seq != self.head_seq + 1:
             raise CorruptEventError(f"expected seq {self.head_seq + 1}, got {seq}")
+        self.fold(seq, digest, event, private)
+
+    def fold(
+        self, seq: int, digest: bytes, event: Event, private: PrivateFields | None = None
+    ) -> None:
+        """Fold one event in at ``seq``, wherever the state stands: for partial folds (time
+        travel reads one poll's streams only, so its positions have gaps by design)."""
         handler = _HANDLERS[type(event)]
         handler(self, seq, event, private)
         self.head_seq, self.head_hash = seq, digest
