@@ -28,6 +28,7 @@ from api.settings import child_environment
 from ledger.sqlite import SqliteEventStore
 from projections.audit import audit
 from projections.service import replay
+from projections.state import LedgerState
 
 SECRET = "bench-secret-" + "b" * 40
 POLLS = """
@@ -258,18 +259,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-async def _tokens_and_tallies(db: Path) -> tuple[list[str], dict[str, int]]:
+async def _replayed(db: Path) -> LedgerState:
     store = await SqliteEventStore.open(db, readonly=True)
     try:
-        state = await replay(store)
+        return await replay(store)
     finally:
         await store.close()
+
+
+def _tokens(state: LedgerState) -> list[str]:
+    """One token per user, as the service would issue it."""
     now = int(time.time())
-    tokens = [
+    return [
         jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": now + 3600}, SECRET, "HS256")
         for u in state.users.values()
     ]
-    return tokens, {p.poll_id: p.total_votes for p in state.polls.values()}
+
+
+def _tallies(state: LedgerState) -> dict[str, int]:
+    return {p.poll_id: p.total_votes for p in state.polls.values()}
 
 
 async def _audit(db: Path) -> bool:
@@ -297,7 +305,7 @@ def run(users: int, connections: int, duration: float, keep: Path | None = None)
                    stdout=subprocess.DEVNULL)
     subprocess.run(_command("users", "import", str(people)), env=env, check=True, stdout=subprocess.DEVNULL)
     import_seconds = time.perf_counter() - started
-    tokens, _ = asyncio.run(_tokens_and_tallies(db))
+    tokens = _tokens(asyncio.run(_replayed(db)))
     tokens_file = work / "tokens.txt"
     tokens_file.write_text("\n".join(tokens) + "\n")
 
@@ -327,7 +335,7 @@ def run(users: int, connections: int, duration: float, keep: Path | None = None)
     for scenario in scenarios:
         scenario.ratio = round(scenario.rps / ceiling.rps, 3) if ceiling.rps else 0.0
 
-    _, tallies = asyncio.run(_tokens_and_tallies(db))
+    tallies = _tallies(asyncio.run(_replayed(db)))
     acknowledged = {"bench-legacy": scenarios[2].ok, "bench-json": scenarios[3].ok}
     # wrk stops with up to one request per connection in flight: those votes may have committed
     # without wrk counting the answer, so a tally may exceed the acknowledged votes by that much.
@@ -447,7 +455,7 @@ def ledger_run(events: int, keep: Path | None = None) -> dict[str, Any]:
     try:
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
         figures["serve_rss_mib"] = round(_rss_kib(server.pid) / 1024, 1)
-        figures["users"] = len(asyncio.run(_tokens_and_tallies(db))[0])
+        figures["users"] = len(asyncio.run(_replayed(db)).users)
     finally:
         _stop(server)
     figures["workdir"] = str(work)
