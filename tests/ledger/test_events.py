@@ -18,13 +18,13 @@ from ledger.errors import CorruptEventError
 from ledger.events import (
     EVENT_TYPES,
     UPCASTERS,
-    Envelope,
     Event,
     PollCreated,
     VoteCast,
     ballot_stream,
     decode,
     encode,
+    envelope,
 )
 
 
@@ -83,7 +83,7 @@ def test_every_event_type_round_trips_through_its_body(cls: type[Event], data: s
 
     body = encode(event_id, event, version)
 
-    assert decode(body) == Envelope(event_id, event.stream(), version, event)
+    assert decode(body) == envelope(event_id, event, version)
     assert body == rfc8785.dumps(json.loads(body))
     assert encode(event_id, decode(body).event, version) == body
 
@@ -124,6 +124,9 @@ BROKEN_BODIES: dict[str, dict[str, Any]] = {
     "data not an object": vote_body(data=["p1", 3]),
     "extra envelope member": {**vote_body(), "extra": 1},
     "missing envelope member": {k: v for k, v in vote_body().items() if k != "stream"},
+    "missing type": {k: v for k, v in vote_body().items() if k != "type"},
+    "missing v": {k: v for k, v in vote_body().items() if k != "v"},
+    "version beyond 2**53": vote_body(version=MAX_SAFE_INTEGER + 1),
     "stream mismatch": vote_body(stream=ballot_stream("p1", "someone-else")),
     "non-string id": vote_body(id=5),
     "string stream version": vote_body(version="1"),
