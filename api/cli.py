@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -91,7 +93,9 @@ async def cmd_audit(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = await SqliteEventStore.open(settings.db, readonly=True)
     try:
-        report = await audit(store, None if args.json else _progress("audit"))
+        reopen = partial(SqliteEventStore.open, settings.db, readonly=True)
+        progress = None if args.json else _progress("audit")
+        report = await audit(store, progress, reopen if args.processes == 2 else None)
     finally:
         await store.close()
     summary = _summary(report)
@@ -284,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["text", "json"])
     audit_cmd = command("audit", "check the whole ledger; exit 1 naming the first bad seq", cmd_audit)
     audit_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit_cmd.add_argument(
+        "--processes", type=int, choices=[1, 2], default=2 if (os.cpu_count() or 1) > 1 else 1,
+        help="2: a second process checks the hash chain and the bodies while this one replays "
+        "the rules (the default where there is more than one CPU)",
+    )
     command("rebuild", "rebuild every projection from the log", cmd_rebuild)
 
     bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling")

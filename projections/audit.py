@@ -8,16 +8,21 @@ the rules against the state before it. Then the replayed projections must equal 
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from ledger.chain import GENESIS_HASH, commitment, link
 from ledger.errors import CorruptEventError, LedgerError
-from ledger.events import UserRegistered, decode, reencode
+from ledger.events import Envelope, UserRegistered, decode, reencode
 from ledger.store import EventStore, StoredEvent
 from projections.compare import differences, live_rows
 from projections.rules import expected_version, violation
 from projections.service import Progress
-from projections.state import LedgerState, PrivateFields
+from projections.state import LedgerState, PrivateFields, collector_paused
+from projections.tables import state_rows
 
 
 @dataclass(frozen=True)
@@ -50,66 +55,158 @@ class _Failed(Exception):
         self.failure = AuditFailure(seq, check, message)
 
 
-def _check_event(state: LedgerState, event: StoredEvent, expected_seq: int, prev: bytes) -> None:
+def _check_seq(event: StoredEvent, expected_seq: int) -> None:
     if event.seq != expected_seq:
         raise _Failed(expected_seq, "chain", f"seq {expected_seq} is missing (next row is {event.seq})")
+
+
+def _decoded(event: StoredEvent) -> Envelope:
+    try:
+        return decode(event.body)
+    except CorruptEventError as exc:
+        raise _Failed(event.seq, "decode", str(exc)) from exc
+
+
+def _private(event: StoredEvent, envelope: Envelope, verify: bool) -> PrivateFields | None:
+    """The registration's private fields; ``verify`` also checks their commitment and form."""
+    if event.private is None:
+        return None
+    if not isinstance(envelope.event, UserRegistered):
+        raise _Failed(event.seq, "commitment", "private data kept for an event that has none")
+    if verify and commitment(event.private.salt, event.private.body) != envelope.event.commitment:
+        raise _Failed(event.seq, "commitment", "private data does not match its commitment")
+    try:
+        private = PrivateFields.from_private(event.private)
+    except CorruptEventError as exc:
+        raise _Failed(event.seq, "commitment", f"private data is malformed: {exc}") from exc
+    if verify and private.canonical_body() != event.private.body:
+        raise _Failed(event.seq, "commitment", "private data is not in canonical form")
+    return private
+
+
+def _check_row(
+    event: StoredEvent, expected_seq: int, prev: bytes
+) -> tuple[Envelope, PrivateFields | None]:
+    """Every check one row needs no state for: its place in the chain, its body, its columns
+    and its private data's commitment."""
+    _check_seq(event, expected_seq)
     if event.prev_hash != prev:
         raise _Failed(event.seq, "chain", "prev_hash is not the hash of the event before")
     if link(prev, event.body) != event.hash:
         raise _Failed(event.seq, "chain", "hash does not recompute from prev_hash and body")
-    try:
-        envelope = decode(event.body)
-    except CorruptEventError as exc:
-        raise _Failed(event.seq, "decode", str(exc)) from exc
+    envelope = _decoded(event)
     if reencode(envelope) != event.body:
         raise _Failed(event.seq, "decode", "body is not in canonical form")
     columns = (event.event_id, event.type, event.stream, event.version)
     if columns != (envelope.event_id, envelope.event.TYPE, envelope.stream, envelope.version):
         raise _Failed(event.seq, "decode", "row columns disagree with the hashed body")
-    private = None
-    if event.private is not None:
-        if not isinstance(envelope.event, UserRegistered):
-            raise _Failed(event.seq, "commitment", "private data kept for an event that has none")
-        if commitment(event.private.salt, event.private.body) != envelope.event.commitment:
-            raise _Failed(event.seq, "commitment", "private data does not match its commitment")
-        try:
-            private = PrivateFields.from_private(event.private)
-        except CorruptEventError as exc:
-            raise _Failed(event.seq, "commitment", f"private data is malformed: {exc}") from exc
-        if private.canonical_body() != event.private.body:
-            raise _Failed(event.seq, "commitment", "private data is not in canonical form")
+    return envelope, _private(event, envelope, verify=True)
+
+
+def _fold_checked(
+    state: LedgerState, event: StoredEvent, envelope: Envelope, private: PrivateFields | None
+) -> None:
+    """Fold the row in after checking it against the state before it: its stream version and
+    the rules."""
     if event.version != expected_version(state, envelope.event):
         raise _Failed(event.seq, "rules", f"stream version {event.version} is out of order")
     error = violation(state, envelope.event, private)
     if error is not None:
         raise _Failed(event.seq, "rules", f"{error.code}: {error.message}")
-    state.apply(event.seq, event.hash, envelope.event, private)
+    state.fold(event.seq, event.hash, envelope.event, private)
 
 
-async def audit(store: EventStore, progress: Progress | None = None) -> AuditReport:
-    """Run every check over the whole log and the live projections."""
-    async with store.snapshot():  # the log and the projections as of one moment
-        return await _audit(store, progress)
+StoreOpener = Callable[[], Awaitable[EventStore]]
+"""Opens the audited store again, read-only, in another process (so it must pickle)."""
 
 
-async def _audit(store: EventStore, progress: Progress | None) -> AuditReport:
-    report = AuditReport()
-    state = report.state
-    total = (await store.head()).seq
+def check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None:
+    """Run the stateless checks on rows 1 to ``upto``: the first failure, or None."""
+    return asyncio.run(_check_rows(open_store, upto))
+
+
+async def _check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None:
+    store = await open_store()
     prev, expected = GENESIS_HASH, 1
     try:
-        async for chunk in store.read():
+        async for chunk in store.read(upto=upto):
             for event in chunk:
-                _check_event(state, event, expected, prev)
+                _check_row(event, expected, prev)
+                prev, expected = event.hash, expected + 1
+    except _Failed as failed:
+        return failed.failure
+    finally:
+        await store.close()
+    return None
+
+
+async def audit(
+    store: EventStore, progress: Progress | None = None, reopen: StoreOpener | None = None
+) -> AuditReport:
+    """Run every check over the whole log and the live projections.
+
+    With ``reopen``, a second process checks the rows' chain, bodies, columns and commitments
+    while this one folds the log under the rules. The report is the same either way: the first
+    failure in the audit's order, and the state folded up to it.
+    """
+    async with store.snapshot():  # the log and the projections as of one moment
+        total = (await store.head()).seq
+        if reopen is None:
+            return await _audit(store, total, progress, check_rows=True)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = asyncio.get_running_loop().run_in_executor(pool, check_rows, reopen, total)
+            report = await _audit(store, total, progress, check_rows=False)
+            failure = await rows
+        if failure is None or failure.seq is None or not _first(failure, report.failure):
+            return report
+        state = report.state
+        if state.head_seq >= failure.seq:  # the fold went on past that row: fold up to it again
+            state = LedgerState()
+            await _fold(store, state, failure.seq - 1, None, check_rows=False)
+        return AuditReport(events=state.head_seq, failure=failure, state=state)
+
+
+def _first(rows: AuditFailure, fold: AuditFailure | None) -> bool:
+    """Whether a row check's failure comes before the fold's in the audit's order: by seq; at
+    one seq the row checks run before the rules; the projections are compared last of all."""
+    return fold is None or fold.seq is None or (rows.seq is not None and rows.seq <= fold.seq)
+
+
+async def _fold(
+    store: EventStore, state: LedgerState, upto: int, progress: Progress | None, check_rows: bool
+) -> bytes:
+    """Fold rows 1 to ``upto`` into ``state`` under the rules (and the row checks, if asked);
+    the hash of the last row."""
+    prev, expected = GENESIS_HASH, 1
+    with collector_paused():
+        async for chunk in store.read(upto=upto):
+            for event in chunk:
+                if check_rows:
+                    envelope, private = _check_row(event, expected, prev)
+                else:
+                    _check_seq(event, expected)
+                    envelope = _decoded(event)
+                    private = _private(event, envelope, verify=False)
+                _fold_checked(state, event, envelope, private)
                 prev, expected = event.hash, expected + 1
             if progress:
-                progress(state.head_seq, total)
+                progress(state.head_seq, upto)
+    return prev
+
+
+async def _audit(
+    store: EventStore, total: int, progress: Progress | None, check_rows: bool
+) -> AuditReport:
+    report = AuditReport()
+    state = report.state
+    try:
+        prev = await _fold(store, state, total, progress, check_rows)
         report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
         try:
             live = await live_rows(store.fetch_all)
         except LedgerError as exc:
             raise _Failed(None, "projections", f"the projection tables cannot be read: {exc}") from exc
-        found = differences(live, state)
+        found = differences(live, state_rows(state))
         if found:
             position = [d for d in found if d.table == "projection_position" and d.live]
             at = position[0].live[1] if position and position[0].live else None

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.store import Row
-from projections.state import LedgerState
-from projections.tables import KEYS, SEQ_COLUMN, TABLES, state_rows
+from projections.tables import KEYS, SEQ_COLUMN, TABLES
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,9 @@ def _key(table: str, row: Row) -> tuple[Any, ...]:
     return tuple(row[: KEYS[table].count(",") + 1])
 
 
-def differences(live: dict[str, list[Row]], state: LedgerState) -> list[Difference]:
-    """Every row where the live tables and the fold of the log disagree, in table order."""
-    expected = state_rows(state)
+def differences(live: dict[str, list[Row]], expected: dict[str, list[Row]]) -> list[Difference]:
+    """Every row where the live tables and the fold's rows (``state_rows``) disagree, in table
+    order."""
     found: list[Difference] = []
     for table in TABLES:
         if live.get(table, []) == expected[table]:

@@ -28,10 +28,11 @@ async def rebuild(store: EventStore, progress: Progress | None = None) -> Rebuil
     state = await replay(store, progress=progress)
     async with store.write() as tx:
         state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
-        changes = differences(await live_rows(tx.fetch_all), state)
+        tables = state_rows(state)
+        changes = differences(await live_rows(tx.fetch_all), tables)
         drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in TABLES)
         await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False))
-        for sql, rows in statements(state_rows(state), SHADOW):
+        for sql, rows in statements(tables, SHADOW):
             await tx.execute_many(sql, rows)
         swaps = "\n".join(
             f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in TABLES

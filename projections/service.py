@@ -12,7 +12,7 @@ from ledger.store import EventStore
 from ledger.writer import GroupCommitWriter
 from projections.commands import Command, Decider, Result
 from projections.model import User
-from projections.state import LedgerState, PrivateFields
+from projections.state import LedgerState, PrivateFields, collector_paused
 from projections.tables import ddl
 
 PROBE_REUSE = 1.0  # seconds a health probe's outcome is reused
@@ -33,10 +33,11 @@ async def replay(
     """A fresh fold of the log (up to ``upto``), reporting progress as ``(done, total)``."""
     total = upto if upto is not None else (await store.head()).seq
     state = LedgerState()
-    async for chunk in store.read(upto=upto):
-        state.catch_up(chunk)
-        if progress:
-            progress(state.head_seq, total)
+    with collector_paused():
+        async for chunk in store.read(upto=upto):
+            state.catch_up(chunk)
+            if progress:
+                progress(state.head_seq, total)
     return state
 
 

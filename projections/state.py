@@ -6,7 +6,9 @@ state: the service, the rebuild, the audit and time travel all use this one fold
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import gc
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,22 @@ class PrivateFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _PRIVATE = msgspec.json.Decoder(PrivateFields)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a fold builds millions of long-lived objects.
+
+    The fold makes no reference cycles, and each collection would walk the growing state again;
+    with it running, a replay of a million events takes a tenth longer.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,16 @@ async def build_sample(path: Path, users: int = 50) -> Built:
 
 
 async def audit_file(path: Path) -> AuditReport:
-    """The audit an outsider runs: the file opened read-only."""
+    """The audit an outsider runs: the file opened read-only, audited in one process and in
+    two, which must report exactly the same."""
     store = await SqliteEventStore.open(path, readonly=True)
     try:
-        return await audit(store)
+        report = await audit(store)
+        in_two = await audit(store, reopen=partial(SqliteEventStore.open, path, readonly=True))
     finally:
         await store.close()
+    assert in_two == report
+    return report
 
 
 async def replay_file(path: Path, upto: int | None = None) -> LedgerState:
