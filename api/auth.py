@@ -130,7 +130,10 @@ class Passwords:
             parallelism=settings.argon2_parallelism,
             type=Type.ID,
         )
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
+        # one core fewer than the machine has: the event loop keeps one to itself while a burst
+        # of signups hashes
+        workers = max(1, (os.cpu_count() or 2) - 1)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
         # Checked when the email is unknown, so that a miss costs as much as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
 
