@@ -178,7 +178,7 @@ def _check_after_kill(db: Path, attempts: list[Attempt]) -> tuple[int, int]:
             lost += 1
     kept_unacked = 0
     for a in attempts:
-        landed = keyed[(a.voter.user_id, digest(a.key))] if a.key else leader[a.voter.user_id]
+        landed = keyed[(a.voter.user_id, idempotency_digest(a.key))] if a.key else leader[a.voter.user_id]
         if a.outcome == "refused":
             assert landed == 0, f"a refused vote is in the ledger: {a}"
         elif a.outcome == "unanswered":
@@ -199,7 +199,7 @@ async def _retry_unanswered(server: Server, attempts: list[Attempt], db: Path) -
             a.retried = True
             if a.key is not None:
                 assert status == 201, body
-                earlier = keyed.get((a.voter.user_id, digest(a.key)))
+                earlier = keyed.get((a.voter.user_id, idempotency_digest(a.key)))
                 seq = json.loads(body)["seq"]
                 assert earlier is None or seq == earlier, (a, seq, earlier)
             elif a.voter.user_id in leader:
