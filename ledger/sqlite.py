@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -31,10 +31,10 @@ from ledger.errors import (
     StoreUnavailableError,
 )
 from ledger.store import (
+    BodyRow,
     EventStore,
     Head,
     NewEvent,
-    PrivateData,
     Row,
     Statement,
     StoredEvent,
@@ -76,6 +76,9 @@ WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM events)
 BEGIN SELECT RAISE(ABORT, 'events must extend the chain at its head'); END;
 """
 
+_SELECT_BODIES = (
+    "SELECT e.seq, e.body, e.hash, p.body FROM events e LEFT JOIN private_data p ON p.event_id = e.id"
+)
 _SELECT = (
     "SELECT e.seq, e.id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash, p.salt, p.body"
     " FROM events e LEFT JOIN private_data p ON p.event_id = e.id"
@@ -90,11 +93,6 @@ def _uri(path: Path) -> str:
 def _head(conn: sqlite3.Connection) -> Head:
     row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
-
-
-def _row_to_event(row: Row) -> StoredEvent:
-    private = PrivateData(row[8], row[9]) if row[8] is not None else None
-    return StoredEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], private)
 
 
 def translate(exc: sqlite3.Error, path: Path) -> LedgerError:
@@ -149,7 +147,7 @@ class _Writer:
 
     def read_after(self, seq: int) -> list[StoredEvent]:
         rows = self.conn.execute(f"{_SELECT} WHERE e.seq > ? ORDER BY e.seq", (seq,)).fetchall()
-        return [_row_to_event(tuple(r)) for r in rows]
+        return StoredEvent.from_rows(rows)
 
     def insert(self, events: Sequence[StoredEvent]) -> None:
         self.execute([
@@ -157,7 +155,7 @@ class _Writer:
              " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
              [(e.seq, e.event_id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash) for e in events]),
             ("INSERT INTO private_data (event_id, salt, body) VALUES (?, ?, ?)",
-             [(e.event_id, e.private.salt, e.private.body) for e in events if e.private]),
+             [(e.event_id, e.private_salt, e.private_body) for e in events if e.private_salt is not None]),
         ])
 
     def execute(self, statements: Sequence[Statement]) -> None:
@@ -382,6 +380,19 @@ class SqliteEventStore(EventStore):
     async def read(
         self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
     ) -> AsyncIterator[list[StoredEvent]]:
+        async for rows in self._chunks(_SELECT, after, upto, stream_prefix):
+            yield StoredEvent.from_rows(rows)
+
+    async def read_bodies(
+        self, after: int = 0, upto: int | None = None
+    ) -> AsyncIterator[list[BodyRow]]:
+        async for rows in self._chunks(_SELECT_BODIES, after, upto, None):
+            yield cast(list[BodyRow], rows)
+
+    async def _chunks(
+        self, select: str, after: int, upto: int | None, stream_prefix: str | None
+    ) -> AsyncIterator[list[Row]]:
+        """The rows of ``select`` (``seq`` first) in seq order, a chunk at a time."""
         where, params = "e.seq > ?", list[Any]()
         if upto is not None:
             where += " AND e.seq <= ?"
@@ -390,7 +401,7 @@ class SqliteEventStore(EventStore):
             # a range on the (stream, version) index: every string that starts with the prefix
             where += " AND e.stream >= ? AND e.stream < ?"
             params += [stream_prefix, stream_prefix + "\U0010ffff"]
-        sql = f"{_SELECT} WHERE {where} ORDER BY e.seq LIMIT {READ_CHUNK}"
+        sql = f"{select} WHERE {where} ORDER BY e.seq LIMIT {READ_CHUNK}"
         rows = await self.fetch_all(sql, [after, *params])
         while rows:
             # read the next chunk in the reader's thread while the caller folds this one
@@ -398,7 +409,7 @@ class SqliteEventStore(EventStore):
             if len(rows) == READ_CHUNK:
                 ahead = asyncio.ensure_future(self.fetch_all(sql, [rows[-1][0], *params]))
             try:
-                yield [_row_to_event(r) for r in rows]
+                yield rows
             finally:
                 if ahead is not None and not ahead.done():
                     await asyncio.wait([ahead])
@@ -467,7 +478,8 @@ class SqliteEventStore(EventStore):
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
             async with self._reader.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
+                rows = await cur.fetchall()  # tuples: the reader has no row factory
+                return cast(list[Row], rows)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 

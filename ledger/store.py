@@ -7,9 +7,10 @@ transactions in which projections are updated inline. Nothing above this interfa
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 from ledger.chain import link
@@ -38,8 +39,8 @@ class NewEvent:
 class StoredEvent(NamedTuple):
     """A row of the log, with its private data where that still exists.
 
-    A named tuple rather than a dataclass: a replay makes one per event, and tuples are built
-    several times faster.
+    A named tuple whose fields are the columns as read, so that a replay turns each row it reads
+    into one with a single call in C (``from_rows``), not a call of Python code per row.
     """
 
     seq: int
@@ -50,7 +51,20 @@ class StoredEvent(NamedTuple):
     body: bytes
     prev_hash: bytes
     hash: bytes
-    private: PrivateData | None = None
+    private_salt: bytes | None = None
+    private_body: bytes | None = None
+
+    @property
+    def private(self) -> PrivateData | None:
+        """The private data kept beside the event, if any."""
+        if self.private_salt is None or self.private_body is None:
+            return None
+        return PrivateData(self.private_salt, self.private_body)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Row]) -> list[StoredEvent]:
+        """Rows of exactly these columns, in this order, as events."""
+        return list(map(partial(tuple.__new__, cls), rows))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +76,8 @@ class Head:
 
 
 Row = tuple[Any, ...]
+BodyRow = tuple[int, bytes, bytes, bytes | None]
+"""An event as a fold reads it: ``(seq, body, hash, private body or None)``."""
 Statement = tuple[str, Sequence[Row]]  # SQL with ``?`` placeholders, run once per row
 
 
@@ -72,9 +88,10 @@ def chain(head: Head, events: Sequence[NewEvent]) -> list[StoredEvent]:
     for event in events:
         seq += 1
         digest = link(prev, event.body)
+        private = event.private
         stored.append(StoredEvent(
             seq, event.event_id, event.type, event.stream, event.version, event.body, prev, digest,
-            event.private,
+            private.salt if private else None, private.body if private else None,
         ))
         prev = digest
     return stored
@@ -119,6 +136,12 @@ class EventStore(abc.ABC):
         self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
     ) -> AsyncIterator[list[StoredEvent]]:
         """Events with ``after < seq <= upto`` in order, in chunks; optionally one stream prefix."""
+
+    @abc.abstractmethod
+    def read_bodies(self, after: int = 0, upto: int | None = None) -> AsyncIterator[list[BodyRow]]:
+        """What a fold of the log needs of each event with ``after < seq <= upto``, in order, in
+        chunks: its seq, body, hash and private body. The other columns repeat what the body says
+        (the audit checks that they do), and a replay reads a million rows faster without them."""
 
     @abc.abstractmethod
     async def commit_batch(

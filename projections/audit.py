@@ -55,32 +55,35 @@ class _Failed(Exception):
         self.failure = AuditFailure(seq, check, message)
 
 
-def _check_seq(event: StoredEvent, expected_seq: int) -> None:
-    if event.seq != expected_seq:
-        raise _Failed(expected_seq, "chain", f"seq {expected_seq} is missing (next row is {event.seq})")
+def _check_seq(seq: int, expected_seq: int) -> None:
+    if seq != expected_seq:
+        raise _Failed(expected_seq, "chain", f"seq {expected_seq} is missing (next row is {seq})")
 
 
-def _decoded(event: StoredEvent) -> Envelope:
+def _decoded(seq: int, body: bytes) -> Envelope:
     try:
-        return decode(event.body)
+        return decode(body)
     except CorruptEventError as exc:
-        raise _Failed(event.seq, "decode", str(exc)) from exc
+        raise _Failed(seq, "decode", str(exc)) from exc
 
 
-def _private(event: StoredEvent, envelope: Envelope, verify: bool) -> PrivateFields | None:
-    """The registration's private fields; ``verify`` also checks their commitment and form."""
-    if event.private is None:
+def _private(
+    seq: int, envelope: Envelope, body: bytes | None, salt: bytes | None = None
+) -> PrivateFields | None:
+    """The registration's private fields, if kept; with ``salt``, also checks their commitment
+    and their canonical form."""
+    if body is None:
         return None
     if not isinstance(envelope.event, UserRegistered):
-        raise _Failed(event.seq, "commitment", "private data kept for an event that has none")
-    if verify and commitment(event.private.salt, event.private.body) != envelope.event.commitment:
-        raise _Failed(event.seq, "commitment", "private data does not match its commitment")
+        raise _Failed(seq, "commitment", "private data kept for an event that has none")
+    if salt is not None and commitment(salt, body) != envelope.event.commitment:
+        raise _Failed(seq, "commitment", "private data does not match its commitment")
     try:
-        private = PrivateFields.from_private(event.private)
+        private = PrivateFields.from_body(body)
     except CorruptEventError as exc:
-        raise _Failed(event.seq, "commitment", f"private data is malformed: {exc}") from exc
-    if verify and private.canonical_body() != event.private.body:
-        raise _Failed(event.seq, "commitment", "private data is not in canonical form")
+        raise _Failed(seq, "commitment", f"private data is malformed: {exc}") from exc
+    if salt is not None and private.canonical_body() != body:
+        raise _Failed(seq, "commitment", "private data is not in canonical form")
     return private
 
 
@@ -89,31 +92,32 @@ def _check_row(
 ) -> tuple[Envelope, PrivateFields | None]:
     """Every check one row needs no state for: its place in the chain, its body, its columns
     and its private data's commitment."""
-    _check_seq(event, expected_seq)
+    seq = event.seq
+    _check_seq(seq, expected_seq)
     if event.prev_hash != prev:
-        raise _Failed(event.seq, "chain", "prev_hash is not the hash of the event before")
+        raise _Failed(seq, "chain", "prev_hash is not the hash of the event before")
     if link(prev, event.body) != event.hash:
-        raise _Failed(event.seq, "chain", "hash does not recompute from prev_hash and body")
-    envelope = _decoded(event)
+        raise _Failed(seq, "chain", "hash does not recompute from prev_hash and body")
+    envelope = _decoded(seq, event.body)
     if reencode(envelope) != event.body:
-        raise _Failed(event.seq, "decode", "body is not in canonical form")
+        raise _Failed(seq, "decode", "body is not in canonical form")
     columns = (event.event_id, event.type, event.stream, event.version)
     if columns != (envelope.event_id, envelope.event.TYPE, envelope.stream, envelope.version):
-        raise _Failed(event.seq, "decode", "row columns disagree with the hashed body")
-    return envelope, _private(event, envelope, verify=True)
+        raise _Failed(seq, "decode", "row columns disagree with the hashed body")
+    return envelope, _private(seq, envelope, event.private_body, event.private_salt)
 
 
 def _fold_checked(
-    state: LedgerState, event: StoredEvent, envelope: Envelope, private: PrivateFields | None
+    state: LedgerState, seq: int, digest: bytes, envelope: Envelope, private: PrivateFields | None
 ) -> None:
-    """Fold the row in after checking it against the state before it: its stream version and
-    the rules."""
-    if event.version != expected_version(state, envelope.event):
-        raise _Failed(event.seq, "rules", f"stream version {event.version} is out of order")
+    """Fold an event in after checking it against the state before it: its stream version (as
+    its body gives it: the row checks hold the column to the body) and the rules."""
+    if envelope.version != expected_version(state, envelope.event):
+        raise _Failed(seq, "rules", f"stream version {envelope.version} is out of order")
     error = violation(state, envelope.event, private)
     if error is not None:
-        raise _Failed(event.seq, "rules", f"{error.code}: {error.message}")
-    state.fold(event.seq, event.hash, envelope.event, private)
+        raise _Failed(seq, "rules", f"{error.code}: {error.message}")
+    state.fold(seq, digest, envelope.event, private)
 
 
 StoreOpener = Callable[[], Awaitable[EventStore]]
@@ -179,18 +183,23 @@ async def _fold(
     the hash of the last row."""
     prev, expected = GENESIS_HASH, 1
     with collector_paused():
-        async for chunk in store.read(upto=upto):
-            for event in chunk:
-                if check_rows:
+        if check_rows:
+            async for chunk in store.read(upto=upto):
+                for event in chunk:
                     envelope, private = _check_row(event, expected, prev)
-                else:
-                    _check_seq(event, expected)
-                    envelope = _decoded(event)
-                    private = _private(event, envelope, verify=False)
-                _fold_checked(state, event, envelope, private)
-                prev, expected = event.hash, expected + 1
-            if progress:
-                progress(state.head_seq, upto)
+                    _fold_checked(state, event.seq, event.hash, envelope, private)
+                    prev, expected = event.hash, expected + 1
+                if progress:
+                    progress(state.head_seq, upto)
+        else:  # another process runs the row checks: read only what the fold needs
+            async for rows in store.read_bodies(upto=upto):
+                for seq, body, digest, private_body in rows:
+                    _check_seq(seq, expected)
+                    envelope = _decoded(seq, body)
+                    _fold_checked(state, seq, digest, envelope, _private(seq, envelope, private_body))
+                    prev, expected = digest, expected + 1
+                if progress:
+                    progress(state.head_seq, upto)
     return prev
 
 

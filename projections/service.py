@@ -34,8 +34,8 @@ async def replay(
     total = upto if upto is not None else (await store.head()).seq
     state = LedgerState()
     with collector_paused():
-        async for chunk in store.read(upto=upto):
-            state.catch_up(chunk)
+        async for rows in store.read_bodies(upto=upto):
+            state.fold_rows(rows)
             if progress:
                 progress(state.head_seq, total)
     return state
@@ -112,7 +112,7 @@ class VoteLedger:
         async for chunk in self.store.read(upto=user.seq, stream_prefix=stream):
             for event in chunk:
                 if event.stream == stream and event.private is not None:
-                    return PrivateFields.from_private(event.private).password_hash
+                    return PrivateFields.from_body(event.private.body).password_hash
         return None
 
     async def execute(self, command: Command) -> Result:

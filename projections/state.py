@@ -27,7 +27,7 @@ from ledger.events import (
     VoteCast,
     decode,
 )
-from ledger.store import PrivateData, StoredEvent
+from ledger.store import BodyRow, StoredEvent
 from projections.model import Ballot, Candidate, Poll, User
 
 
@@ -39,9 +39,10 @@ class PrivateFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     password_hash: str
 
     @classmethod
-    def from_private(cls, private: PrivateData) -> PrivateFields:
+    def from_body(cls, body: bytes) -> PrivateFields:
+        """The fields of the bytes kept beside the log."""
         try:
-            return _PRIVATE.decode(private.body)
+            return _PRIVATE.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise CorruptEventError(f"private data is not email, name and password_hash: {exc}") from exc
 
@@ -99,10 +100,17 @@ class LedgerState:
             if stored.seq > self.head_seq:
                 self.apply_stored(stored)
 
+    def fold_rows(self, rows: Iterable[BodyRow]) -> None:
+        """Fold in rows read by ``EventStore.read_bodies``; the first must be the next position."""
+        for seq, body, digest, private_body in rows:
+            private = PrivateFields.from_body(private_body) if private_body is not None else None
+            self.apply(seq, digest, decode(body).event, private)
+
     def apply_stored(self, stored: StoredEvent) -> Event:
         """Decode a row of the log and fold it in (it must be the next position)."""
         envelope = decode(stored.body)
-        private = PrivateFields.from_private(stored.private) if stored.private else None
+        body = stored.private_body
+        private = PrivateFields.from_body(body) if body is not None else None
         self.apply(stored.seq, stored.hash, envelope.event, private)
         return envelope.event
 

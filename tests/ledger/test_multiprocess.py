@@ -76,7 +76,7 @@ async def test_processes_appending_at_once_leave_one_gapless_chain_holding_every
         events = await read_all(ledger.store)
         assert_chain(events)
         assert len(events) == total
-        emails = {PrivateFields.from_private(e.private).email for e in events if e.private}
+        emails = {PrivateFields.from_body(e.private_body).email for e in events if e.private_body}
         assert emails == {f"{name}-{i}@example.org" for name in names for i in range(REGISTRATIONS)}
         assert len(ledger.state.users) == total
         positions = await ledger.store.fetch_all("SELECT DISTINCT seq FROM projection_position")
