@@ -90,6 +90,14 @@ class VoteLedger:
             return
         if time.monotonic() - self._checked < max_staleness:
             return
+        self._checked = time.monotonic()
+        # the usual answers come without a task: nothing committed since the last check, or
+        # only this process's own writer (neither call leaves this coroutine)
+        if not await self.store.changed():
+            return
+        head = await self.store.head()
+        if head.seq <= self.state.head_seq or self._writer.is_own(head):
+            return
         self._catching_up = asyncio.ensure_future(self._catch_up())
         try:
             await asyncio.shield(self._catching_up)
@@ -97,12 +105,6 @@ class VoteLedger:
             self._catching_up = None
 
     async def _catch_up(self) -> None:
-        self._checked = time.monotonic()
-        if not await self.store.changed():
-            return
-        head = await self.store.head()
-        if head.seq <= self.state.head_seq or self._writer.is_own(head):
-            return
         async for chunk in self.store.read(after=self.state.head_seq):
             self.state.catch_up(chunk)
 
