@@ -15,7 +15,10 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from api.auth import HS256
 from api.keys import SETTINGS
 from tests.api.helpers import (
     Client,
@@ -29,6 +32,14 @@ from tests.api.helpers import (
 from tests.conftest import TEST_SECRET, MakeClient, signup_and_login
 
 PROTECTED = ["/vote?id=1", "/api/v1/me"]
+
+
+@given(key=st.binary(max_size=200), message=st.binary(max_size=500))
+@example(key=b"k" * 63, message=b"m").via("shorter than a block")
+@example(key=b"k" * 64, message=b"m").via("one block")
+@example(key=b"k" * 65, message=b"m").via("longer than a block: hashed first")
+def test_hs256_signs_exactly_as_the_standard_library_does(key: bytes, message: bytes) -> None:
+    assert HS256(key).digest(message) == hmac.digest(key, message, "sha256")
 
 
 def _garble(token: str) -> str:
