@@ -90,9 +90,15 @@ def _uri(path: Path) -> str:
     return "file:" + urllib.parse.quote(str(path.resolve()))
 
 
+_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+
+
+def _head_of(rows: Sequence[Row]) -> Head:
+    return Head(rows[0][0], rows[0][1]) if rows else Head(0, GENESIS_HASH)
+
+
 def _head(conn: sqlite3.Connection) -> Head:
-    row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
+    return _head_of(conn.execute(_HEAD).fetchall())
 
 
 def translate(exc: sqlite3.Error, path: Path) -> LedgerError:
@@ -378,21 +384,27 @@ class SqliteEventStore(EventStore):
             raise translate(exc, self.path) from exc
 
     async def read(
-        self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
+        self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None,
+        *, inline: bool = False,
     ) -> AsyncIterator[list[StoredEvent]]:
-        async for rows in self._chunks(_SELECT, after, upto, stream_prefix):
+        async for rows in self._chunks(_SELECT, after, upto, stream_prefix, inline):
             yield StoredEvent.from_rows(rows)
 
     async def read_bodies(
-        self, after: int = 0, upto: int | None = None
+        self, after: int = 0, upto: int | None = None, *, inline: bool = False
     ) -> AsyncIterator[list[BodyRow]]:
-        async for rows in self._chunks(_SELECT_BODIES, after, upto, None):
+        async for rows in self._chunks(_SELECT_BODIES, after, upto, None, inline):
             yield cast(list[BodyRow], rows)
 
     async def _chunks(
-        self, select: str, after: int, upto: int | None, stream_prefix: str | None
+        self, select: str, after: int, upto: int | None, stream_prefix: str | None, inline: bool
     ) -> AsyncIterator[list[Row]]:
-        """The rows of ``select`` (``seq`` first) in seq order, a chunk at a time."""
+        """The rows of ``select`` (``seq`` first) in seq order, a chunk at a time.
+
+        Inline, through the probe connection in this thread. Otherwise in the reader's thread,
+        the next chunk read while the caller works on this one; that frees the event loop, but
+        costs more in all, since the two threads take turns at the GIL for every row.
+        """
         where, params = "e.seq > ?", list[Any]()
         if upto is not None:
             where += " AND e.seq <= ?"
@@ -402,6 +414,18 @@ class SqliteEventStore(EventStore):
             where += " AND e.stream >= ? AND e.stream < ?"
             params += [stream_prefix, stream_prefix + "\U0010ffff"]
         sql = f"{select} WHERE {where} ORDER BY e.seq LIMIT {READ_CHUNK}"
+        if inline:
+            while True:
+                try:
+                    rows = self._probe.execute(sql, [after, *params]).fetchall()
+                except sqlite3.Error as exc:
+                    raise translate(exc, self.path) from exc
+                if not rows:
+                    return
+                yield rows
+                if len(rows) < READ_CHUNK:
+                    return
+                after = rows[-1][0]
         rows = await self.fetch_all(sql, [after, *params])
         while rows:
             # read the next chunk in the reader's thread while the caller folds this one
@@ -449,14 +473,15 @@ class SqliteEventStore(EventStore):
             await writer.run(writer.commit)
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[None]:
-        # a read transaction on the reader: WAL gives it one consistent view until it ends
+    async def snapshot(self) -> AsyncIterator[Head]:
+        # a read transaction on the reader: WAL gives it one consistent view until it ends, from
+        # its first read on (here: the head it gives)
         try:
             await self._reader.execute("BEGIN")
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
         try:
-            yield
+            yield _head_of(await self.fetch_all(_HEAD))
         finally:
             with contextlib.suppress(sqlite3.Error):
                 await self._reader.execute("COMMIT")

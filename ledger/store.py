@@ -133,15 +133,25 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def read(
-        self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
+        self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None,
+        *, inline: bool = False,
     ) -> AsyncIterator[list[StoredEvent]]:
-        """Events with ``after < seq <= upto`` in order, in chunks; optionally one stream prefix."""
+        """Events with ``after < seq <= upto`` in order, in chunks; optionally one stream prefix.
+
+        ``inline`` reads each chunk in the caller's thread, holding up the event loop while it
+        does: for bulk reads with nothing else to serve (a replay before serving, the audit, the
+        tools), which it makes faster. Inline reads see the log as it is, not as a ``snapshot``
+        sees it; the log only grows, so rows up to the snapshot's head read the same either way.
+        """
 
     @abc.abstractmethod
-    def read_bodies(self, after: int = 0, upto: int | None = None) -> AsyncIterator[list[BodyRow]]:
+    def read_bodies(
+        self, after: int = 0, upto: int | None = None, *, inline: bool = False
+    ) -> AsyncIterator[list[BodyRow]]:
         """What a fold of the log needs of each event with ``after < seq <= upto``, in order, in
         chunks: its seq, body, hash and private body. The other columns repeat what the body says
-        (the audit checks that they do), and a replay reads a million rows faster without them."""
+        (the audit checks that they do), and a replay reads a million rows faster without them.
+        ``inline`` as for ``read``."""
 
     @abc.abstractmethod
     async def commit_batch(
@@ -161,8 +171,9 @@ class EventStore(abc.ABC):
         """An exclusive write transaction, committed durably when the block exits cleanly."""
 
     @abc.abstractmethod
-    def snapshot(self) -> AbstractAsyncContextManager[None]:
-        """Within this block, ``read`` and ``fetch_all`` all see the store as of one moment."""
+    def snapshot(self) -> AbstractAsyncContextManager[Head]:
+        """Within this block, ``read`` and ``fetch_all`` all see the store as of one moment, whose
+        head it gives."""
 
     @abc.abstractmethod
     async def changed(self) -> bool:

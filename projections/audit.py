@@ -133,7 +133,7 @@ async def _check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None
     store = await open_store()
     prev, expected = GENESIS_HASH, 1
     try:
-        async for chunk in store.read(upto=upto):
+        async for chunk in store.read(upto=upto, inline=True):
             for event in chunk:
                 _check_row(event, expected, prev)
                 prev, expected = event.hash, expected + 1
@@ -153,8 +153,8 @@ async def audit(
     while this one folds the log under the rules. The report is the same either way: the first
     failure in the audit's order, and the state folded up to it.
     """
-    async with store.snapshot():  # the log and the projections as of one moment
-        total = (await store.head()).seq
+    async with store.snapshot() as head:  # the log and the projections as of one moment
+        total = head.seq
         if reopen is None:
             return await _audit(store, total, progress, check_rows=True)
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -184,7 +184,7 @@ async def _fold(
     prev, expected = GENESIS_HASH, 1
     with collector_paused():
         if check_rows:
-            async for chunk in store.read(upto=upto):
+            async for chunk in store.read(upto=upto, inline=True):
                 for event in chunk:
                     envelope, private = _check_row(event, expected, prev)
                     _fold_checked(state, event.seq, event.hash, envelope, private)
@@ -192,7 +192,7 @@ async def _fold(
                 if progress:
                     progress(state.head_seq, upto)
         else:  # another process runs the row checks: read only what the fold needs
-            async for rows in store.read_bodies(upto=upto):
+            async for rows in store.read_bodies(upto=upto, inline=True):
                 for seq, body, digest, private_body in rows:
                     _check_seq(seq, expected)
                     envelope = _decoded(seq, body)

@@ -34,7 +34,7 @@ async def replay(
     total = upto if upto is not None else (await store.head()).seq
     state = LedgerState()
     with collector_paused():
-        async for rows in store.read_bodies(upto=upto):
+        async for rows in store.read_bodies(upto=upto, inline=True):
             state.fold_rows(rows)
             if progress:
                 progress(state.head_seq, total)

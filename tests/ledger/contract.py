@@ -315,6 +315,18 @@ class EventStoreContract(abc.ABC):
         assert len(events) == 120
         assert_chain(events)
 
+    # --- snapshots --------------------------------------------------------------------------
+
+    async def test_a_snapshot_gives_its_head_and_sees_nothing_appended_after_it(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        first = await append(store, user_events(3))
+        async with store.snapshot() as head:
+            await append(other, user_events(2))
+            assert head == Head(first[-1].seq, first[-1].hash)
+            assert [e.seq async for chunk in store.read() for e in chunk] == [1, 2, 3]
+        assert len(await read_all(store)) == 5
+
     # --- private data -----------------------------------------------------------------------
 
     async def test_private_data_round_trips_beside_its_event(self, store: EventStore) -> None:

@@ -36,16 +36,25 @@ async def append(store: EventStore, events: list[NewEvent]) -> list[StoredEvent]
 async def read_all(
     store: EventStore, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
 ) -> list[StoredEvent]:
-    """Every event ``store.read`` yields, chunks flattened; ``store.read_bodies`` must yield the
-    same events' seq, body, hash and private body."""
+    """Every event ``store.read`` yields, chunks flattened. Read inline, it must yield the same;
+    ``store.read_bodies``, both ways, the same events' seq, body, hash and private body."""
     events = [
         event
         async for chunk in store.read(after=after, upto=upto, stream_prefix=stream_prefix)
         for event in chunk
     ]
+    inline = [
+        event
+        async for chunk in store.read(after=after, upto=upto, stream_prefix=stream_prefix, inline=True)
+        for event in chunk
+    ]
+    assert inline == events
     if stream_prefix is None:
-        bodies = [row async for rows in store.read_bodies(after=after, upto=upto) for row in rows]
-        assert bodies == [(e.seq, e.body, e.hash, e.private_body) for e in events]
+        for flag in (False, True):
+            bodies = [
+                row async for rows in store.read_bodies(after=after, upto=upto, inline=flag) for row in rows
+            ]
+            assert bodies == [(e.seq, e.body, e.hash, e.private_body) for e in events]
     return events
 
 
