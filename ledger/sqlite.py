@@ -474,17 +474,20 @@ class SqliteEventStore(EventStore):
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Head]:
-        # a read transaction on the reader: WAL gives it one consistent view until it ends, from
-        # its first read on (here: the head it gives)
+        # a read transaction on the probe connection, which inline reads go through: WAL gives it
+        # one consistent view from its first read (the head) until it ends
         try:
-            await self._reader.execute("BEGIN")
+            self._probe.execute("BEGIN")
+            head = _head(self._probe)
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._probe.execute("ROLLBACK")
             raise translate(exc, self.path) from exc
         try:
-            yield _head_of(await self.fetch_all(_HEAD))
+            yield head
         finally:
             with contextlib.suppress(sqlite3.Error):
-                await self._reader.execute("COMMIT")
+                self._probe.execute("COMMIT")
 
     async def changed(self) -> bool:
         # PRAGMA data_version costs a few microseconds and takes no lock, so it runs inline.
@@ -500,8 +503,12 @@ class SqliteEventStore(EventStore):
         async with self.write() as tx:
             await tx.execute_script(sql)
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    async def fetch_all(
+        self, sql: str, params: Sequence[Any] = (), *, inline: bool = False
+    ) -> list[Row]:
         try:
+            if inline:
+                return self._probe.execute(sql, params).fetchall()
             async with self._reader.execute(sql, params) as cur:
                 rows = await cur.fetchall()  # tuples: the reader has no row factory
                 return cast(list[Row], rows)

@@ -140,8 +140,7 @@ class EventStore(abc.ABC):
 
         ``inline`` reads each chunk in the caller's thread, holding up the event loop while it
         does: for bulk reads with nothing else to serve (a replay before serving, the audit, the
-        tools), which it makes faster. Inline reads see the log as it is, not as a ``snapshot``
-        sees it; the log only grows, so rows up to the snapshot's head read the same either way.
+        tools), which it makes faster. Only inline reads see a ``snapshot``.
         """
 
     @abc.abstractmethod
@@ -172,8 +171,8 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def snapshot(self) -> AbstractAsyncContextManager[Head]:
-        """Within this block, ``read`` and ``fetch_all`` all see the store as of one moment, whose
-        head it gives."""
+        """Within this block, inline reads (``read``, ``read_bodies`` and ``fetch_all`` with
+        ``inline=True``) all see the store as of one moment, whose head it gives."""
 
     @abc.abstractmethod
     async def changed(self) -> bool:
@@ -184,8 +183,10 @@ class EventStore(abc.ABC):
         """Create projection tables and indexes (idempotent DDL)."""
 
     @abc.abstractmethod
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Read rows from the projection tables."""
+    async def fetch_all(
+        self, sql: str, params: Sequence[Any] = (), *, inline: bool = False
+    ) -> list[Row]:
+        """Read rows from the projection tables (``inline`` as for ``read``)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -13,6 +13,7 @@ import multiprocessing
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from ledger.chain import GENESIS_HASH, commitment, link
 from ledger.errors import CorruptEventError, LedgerError
@@ -173,7 +174,9 @@ async def audit(
 def _first(rows: AuditFailure, fold: AuditFailure | None) -> bool:
     """Whether a row check's failure comes before the fold's in the audit's order: by seq; at
     one seq the row checks run before the rules; the projections are compared last of all."""
-    return fold is None or fold.seq is None or (rows.seq is not None and rows.seq <= fold.seq)
+    if fold is None or fold.check == "projections":
+        return True
+    return fold.seq is None or (rows.seq is not None and rows.seq <= fold.seq)
 
 
 async def _fold(
@@ -212,7 +215,7 @@ async def _audit(
         prev = await _fold(store, state, total, progress, check_rows)
         report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
         try:
-            live = await live_rows(store.fetch_all)
+            live = await live_rows(partial(store.fetch_all, inline=True))
         except LedgerError as exc:
             raise _Failed(None, "projections", f"the projection tables cannot be read: {exc}") from exc
         found = differences(live, state_rows(state))

@@ -317,14 +317,16 @@ class EventStoreContract(abc.ABC):
 
     # --- snapshots --------------------------------------------------------------------------
 
-    async def test_a_snapshot_gives_its_head_and_sees_nothing_appended_after_it(
+    async def test_a_snapshot_gives_its_head_and_its_inline_reads_see_nothing_after_it(
         self, store: EventStore, other: EventStore
     ) -> None:
         first = await append(store, user_events(3))
         async with store.snapshot() as head:
             await append(other, user_events(2))
             assert head == Head(first[-1].seq, first[-1].hash)
-            assert [e.seq async for chunk in store.read() for e in chunk] == [1, 2, 3]
+            assert [e.seq async for chunk in store.read(inline=True) for e in chunk] == [1, 2, 3]
+            assert [r[0] async for rows in store.read_bodies(inline=True) for r in rows] == [1, 2, 3]
+            assert await store.fetch_all("SELECT count(*) FROM events", inline=True) == [(3,)]
         assert len(await read_all(store)) == 5
 
     # --- private data -----------------------------------------------------------------------

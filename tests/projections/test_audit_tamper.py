@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+import ledger.sqlite
 from ledger.codec import canonical
 from ledger.errors import NotALedgerError
 from ledger.sqlite import SqliteEventStore
+from projections.audit import audit
 from tests.projections.helpers import (
     Built,
     audit_file,
@@ -292,6 +296,52 @@ async def test_erasing_a_users_private_data_keeps_the_audit_passing(built: Built
     report = await audit_file(copy)
     assert report.ok, report.failure
     assert report.state.users[user.user_id].email is None
+
+
+async def test_a_broken_chain_is_named_before_a_projection_row_that_differs(
+    built: Built, copy: Path
+) -> None:
+    state = await replay_file(built.path)
+    first = min(state.users.values(), key=lambda u: u.seq)
+    with tamper(copy) as conn:
+        conn.execute("UPDATE events SET hash = zeroblob(32) WHERE seq = ?", (built.head,))
+        conn.execute("UPDATE users SET name = 'Mallory' WHERE user_id = ?", (first.user_id,))
+
+    failure = (await audit_file(copy)).failure
+    assert failure is not None
+    assert (failure.seq, failure.check) == (built.head, "chain")  # the projections come last
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_private_data_erased_while_the_audit_runs_is_seen_as_of_the_audits_snapshot(
+    built: Built, copy: Path, processes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger.sqlite, "READ_CHUNK", 4)  # the erasure lands between two chunks
+    state = await replay_file(built.path)
+    last = max(state.users.values(), key=lambda u: u.seq)
+    erased: list[int] = []
+
+    def erase_once(done: int, total: int) -> None:
+        if erased:
+            return
+        erased.append(done)
+        with closing(sqlite3.connect(copy, isolation_level=None)) as conn:
+            event_id = conn.execute("SELECT id FROM events WHERE seq = ?", (last.seq,)).fetchone()[0]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM private_data WHERE event_id = ?", (event_id,))
+            conn.execute("UPDATE users SET email = NULL, name = NULL WHERE user_id = ?", (last.user_id,))
+            conn.execute("COMMIT")
+
+    reopen = partial(SqliteEventStore.open, copy, readonly=True) if processes == 2 else None
+    store = await SqliteEventStore.open(copy, readonly=True)
+    try:
+        report = await audit(store, erase_once, reopen)
+    finally:
+        await store.close()
+    assert erased and erased[0] < last.seq
+    assert report.ok, report.failure
+    assert report.state.users[last.user_id].email == last.email  # as it was when the audit began
+    assert (await audit_file(copy)).state.users[last.user_id].email is None
 
 
 # --- non-canonical bodies -----------------------------------------------------------------------
