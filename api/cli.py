@@ -264,7 +264,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.ledger:
         figures = bench.ledger_run(args.ledger, workdir)
         print(json.dumps(figures, indent=2))
-        return 0 if figures["audit_passed"] and not figures["rebuild_changes"] else 1
+        passed = figures["audit_passed"] and figures["audit_one_process_passed"]
+        return 0 if passed and not figures["rebuild_changes"] else 1
     figures = bench.run(args.users, args.connections, args.duration, workdir)
     print(json.dumps(figures, indent=2) if args.json else bench.report(figures))
     return 0 if figures["tallies_match"] and figures["audit_passed"] else 1

@@ -183,7 +183,10 @@ _CURRENT: msgspec.json.Decoder[Envelope] = msgspec.json.Decoder(
 
 def envelope(event_id: str, event: Event, version: int) -> Envelope:
     """The envelope of ``event`` as version ``version`` of its stream."""
-    return _ENVELOPES[type(event)](event, event_id, event.stream(), event.VERSION, version)
+    cls = _ENVELOPES.get(type(event))
+    if cls is None:
+        raise EncodingError(f"{type(event).__name__} is not an event type of the log")
+    return cls(event, event_id, event.stream(), event.VERSION, version)
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True):

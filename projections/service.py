@@ -92,7 +92,7 @@ class VoteLedger:
             return
         self._checked = time.monotonic()
         # the usual answers come without a task: nothing committed since the last check, or
-        # only this process's own writer (neither call leaves this coroutine)
+        # only this process's own writer (on SQLite neither call leaves this coroutine)
         if not await self.store.changed():
             return
         head = await self.store.head()

@@ -1,0 +1,39 @@
+"""``vote-ledger bench`` end to end at a tiny size: every scenario runs and its checks hold.
+
+The figures themselves are never asserted (CI machines are shared and noisy); what is asserted is
+what makes them worth reading: each scenario answered, the tallies equal the acknowledged votes,
+the audits pass and a rebuild of the benchmark's own ledger changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.reliability.helpers import run_cli
+
+
+def test_the_http_benchmark_runs_every_scenario_and_its_tallies_match(tmp_path: Path) -> None:
+    done = run_cli("bench", "--users", "300", "--duration", "1", "--connections", "8", "--json",
+                   "--workdir", str(tmp_path), timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    names = [s["name"] for s in figures["scenarios"]]
+    assert names == ["bare aiohttp (ceiling)", "GET /candidates", "GET /vote?id=N (legacy)",
+                     "POST /api/v1/polls/{id}/votes"]
+    for scenario in figures["scenarios"]:
+        assert scenario["ok"] > 0 and scenario["rps"] > 0, scenario
+    assert figures["tallies_match"] and figures["audit_passed"]
+    assert figures["acknowledged"]["bench-legacy"] > 0 and figures["acknowledged"]["bench-json"] > 0
+
+
+def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_to_no_change(tmp_path: Path) -> None:
+    done = run_cli("bench", "--ledger", "3000", "--workdir", str(tmp_path), timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["head_seq"] == 3000
+    assert figures["audit_passed"] and figures["audit_one_process_passed"]
+    assert figures["rebuild_changes"] == 0
+    assert figures["users"] > 0 and figures["serve_rss_mib"] > 0
