@@ -96,23 +96,13 @@ class LedgerState:
 
     def catch_up(self, events: Iterable[StoredEvent]) -> None:
         """Fold in rows of the log, skipping those this state already holds."""
-        for stored in events:
-            if stored.seq > self.head_seq:
-                self.apply_stored(stored)
+        self.fold_rows((e.seq, e.body, e.hash, e.private_body) for e in events if e.seq > self.head_seq)
 
     def fold_rows(self, rows: Iterable[BodyRow]) -> None:
         """Fold in rows read by ``EventStore.read_bodies``; the first must be the next position."""
         for seq, body, digest, private_body in rows:
             private = PrivateFields.from_body(private_body) if private_body is not None else None
             self.apply(seq, digest, decode(body).event, private)
-
-    def apply_stored(self, stored: StoredEvent) -> Event:
-        """Decode a row of the log and fold it in (it must be the next position)."""
-        envelope = decode(stored.body)
-        body = stored.private_body
-        private = PrivateFields.from_body(body) if body is not None else None
-        self.apply(stored.seq, stored.hash, envelope.event, private)
-        return envelope.event
 
     def apply(
         self, seq: int, digest: bytes, event: Event, private: PrivateFields | None = None
