@@ -126,7 +126,12 @@ StoreOpener = Callable[[], Awaitable[EventStore]]
 
 
 def check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None:
-    """Run the stateless checks on rows 1 to ``upto``: the first failure, or None."""
+    """Run the stateless checks on rows 1 to ``upto``: the first failure, or None.
+
+    It reads through a connection of its own, at its own moment: rows up to ``upto`` read the same
+    as in the audit's snapshot (the log only grows), and private data erased in between is simply
+    not there to check.
+    """
     return asyncio.run(_check_rows(open_store, upto))
 
 
