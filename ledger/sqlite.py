@@ -426,6 +426,7 @@ class SqliteEventStore(EventStore):
                 if len(rows) < READ_CHUNK:
                     return
                 after = rows[-1][0]
+                await asyncio.sleep(0)  # let the loop run between chunks: signals, timeouts
         rows = await self.fetch_all(sql, [after, *params])
         while rows:
             # read the next chunk in the reader's thread while the caller folds this one

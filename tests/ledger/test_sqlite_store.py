@@ -277,6 +277,24 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path
 # --- reading in chunks ----------------------------------------------------------------------
 
 
+async def test_an_inline_read_lets_the_event_loop_run_between_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a server replaying a long log at start-up must still hear SIGTERM (a loop callback)
+    monkeypatch.setattr(ledger.sqlite, "READ_CHUNK", 3)
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    try:
+        await append(store, user_events(10))
+        read, seen_by_callback = 0, []
+        asyncio.get_running_loop().call_soon(lambda: seen_by_callback.append(read))
+        async for chunk in store.read_bodies(inline=True):
+            read += len(chunk)
+        assert read == 10
+        assert seen_by_callback == [3]  # the loop ran after the first chunk, not after the last
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("total", [8, 9, 10])
 async def test_reads_come_in_chunks_and_miss_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, total: int
