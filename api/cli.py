@@ -93,9 +93,8 @@ async def cmd_audit(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = await SqliteEventStore.open(settings.db, readonly=True)
     try:
-        reopen = partial(SqliteEventStore.open, settings.db, readonly=True)
-        progress = None if args.json else _progress("audit")
-        report = await audit(store, progress, reopen if args.processes == 2 else None)
+        reopen = partial(SqliteEventStore.open, settings.db, readonly=True) if args.processes == 2 else None
+        report = await audit(store, None if args.json else _progress("audit"), reopen)
     finally:
         await store.close()
     summary = _summary(report)

@@ -29,16 +29,14 @@ class Layer(MutableMapping[K, V], Generic[K, V]):
         self._copier = copier
 
     def __getitem__(self, key: K) -> V:
-        try:
-            return self.own[key]
-        except KeyError:
-            value = self.base[key]
-            if self._copier is not None:
-                value = self.own[key] = self._copier(value)
-            return value
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
 
     def get(self, key: K, default: Any = None) -> Any:
-        """As ``self[key]``, without a KeyError raised and caught on every miss."""
+        """The value here, else a copy of the base's (kept here), else ``default``; no KeyError is
+        raised and caught on a miss."""
         value = self.own.get(key, _MISSING)
         if value is not _MISSING:
             return value

@@ -113,8 +113,8 @@ class VoteLedger:
         stream = user_stream(user.user_id)
         async for chunk in self.store.read(upto=user.seq, stream_prefix=stream):
             for event in chunk:
-                if event.stream == stream and event.private is not None:
-                    return PrivateFields.from_body(event.private.body).password_hash
+                if event.stream == stream and event.private_body is not None:
+                    return PrivateFields.from_body(event.private_body).password_hash
         return None
 
     async def execute(self, command: Command) -> Result:
