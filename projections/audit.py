@@ -139,10 +139,11 @@ async def _check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None
     store = await open_store()
     prev, expected = GENESIS_HASH, 1
     try:
-        async for chunk in store.read(upto=upto, inline=True):
-            for event in chunk:
-                _check_row(event, expected, prev)
-                prev, expected = event.hash, expected + 1
+        with collector_paused():  # each chunk's rows would be walked by young collections
+            async for chunk in store.read(upto=upto, inline=True):
+                for event in chunk:
+                    _check_row(event, expected, prev)
+                    prev, expected = event.hash, expected + 1
     except _Failed as failed:
         return failed.failure
     finally:
@@ -217,30 +218,37 @@ async def _audit(
     report = AuditReport()
     state = report.state
     try:
-        prev = await _fold(store, state, total, progress, check_rows)
-        report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
-        try:
-            live = await live_rows(partial(store.fetch_all, inline=True))
-        except LedgerError as exc:
-            raise _Failed(None, "projections", f"the projection tables cannot be read: {exc}") from exc
-        found = differences(live, state_rows(state))
-        if found:
-            position = [d for d in found if d.table == "projection_position" and d.live]
-            at = position[0].live[1] if position and position[0].live else None
-            if at is not None and at > state.head_seq:
-                raise _Failed(
-                    state.head_seq + 1, "projections",
-                    f"the projections are at seq {at} but the log ends at {state.head_seq}: "
-                    "events after it are missing",
-                )
-            if at is not None and at < state.head_seq:
-                raise _Failed(
-                    at + 1, "projections",
-                    f"the log goes on past seq {at}, where the projections stop: seq {at + 1} "
-                    "onwards was appended behind the service's back",
-                )
-            raise _Failed(found[0].seq, "projections", found[0].describe())
+        with collector_paused():  # the fold, and the rows compared with the live tables
+            prev = await _fold(store, state, total, progress, check_rows)
+            report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
+            await _compare_projections(store, state)
     except _Failed as failed:
         report.failure = failed.failure
         report.events = state.head_seq
     return report
+
+
+async def _compare_projections(store: EventStore, state: LedgerState) -> None:
+    """The live projection tables must hold exactly the rows of ``state``."""
+    try:
+        live = await live_rows(partial(store.fetch_all, inline=True))
+    except LedgerError as exc:
+        raise _Failed(None, "projections", f"the projection tables cannot be read: {exc}") from exc
+    found = differences(live, state_rows(state))
+    if not found:
+        return
+    position = [d for d in found if d.table == "projection_position" and d.live]
+    at = position[0].live[1] if position and position[0].live else None
+    if at is not None and at > state.head_seq:
+        raise _Failed(
+            state.head_seq + 1, "projections",
+            f"the projections are at seq {at} but the log ends at {state.head_seq}: "
+            "events after it are missing",
+        )
+    if at is not None and at < state.head_seq:
+        raise _Failed(
+            at + 1, "projections",
+            f"the log goes on past seq {at}, where the projections stop: seq {at + 1} "
+            "onwards was appended behind the service's back",
+        )
+    raise _Failed(found[0].seq, "projections", found[0].describe())

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ledger.store import EventStore
 from projections.compare import Difference, differences, live_rows
 from projections.service import Progress, replay
+from projections.state import collector_paused
 from projections.tables import TABLES, ddl, state_rows, statements
 
 SHADOW = "__rebuild"
@@ -25,6 +26,11 @@ class RebuildReport:
 async def rebuild(store: EventStore, progress: Progress | None = None) -> RebuildReport:
     """Replace every projection table with a fresh fold of the log; report what changed."""
     await store.execute_script(ddl())
+    with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
+        return await _rebuild(store, progress)
+
+
+async def _rebuild(store: EventStore, progress: Progress | None) -> RebuildReport:
     state = await replay(store, progress=progress)
     async with store.write() as tx:
         state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
