@@ -113,12 +113,13 @@ def _fold_checked(
 ) -> None:
     """Fold an event in after checking it against the state before it: its stream version (as
     its body gives it: the row checks hold the column to the body) and the rules."""
-    if envelope.version != expected_version(state, envelope.event):
+    event = envelope.data
+    if envelope.version != expected_version(state, event):
         raise _Failed(seq, "rules", f"stream version {envelope.version} is out of order")
-    error = violation(state, envelope.event, private)
+    error = violation(state, event, private)
     if error is not None:
         raise _Failed(seq, "rules", f"{error.code}: {error.message}")
-    state.fold(seq, digest, envelope.event, private)
+    state.fold(seq, digest, event, private)
 
 
 StoreOpener = Callable[[], Awaitable[EventStore]]
@@ -203,10 +204,13 @@ async def _fold(
         else:  # another process runs the row checks: read only what the fold needs
             async for rows in store.read_bodies(upto=upto, inline=True):
                 for seq, body, digest, private_body in rows:
-                    _check_seq(seq, expected)
+                    if seq != expected:
+                        _check_seq(seq, expected)
                     envelope = _decoded(seq, body)
-                    _fold_checked(state, seq, digest, envelope, _private(seq, envelope, private_body))
-                    prev, expected = digest, expected + 1
+                    private = None if private_body is None else _private(seq, envelope, private_body)
+                    _fold_checked(state, seq, digest, envelope, private)
+                    expected += 1
+                prev = rows[-1][2]
                 if progress:
                     progress(state.head_seq, upto)
     return prev
