@@ -93,19 +93,21 @@ def _check_row(
 ) -> tuple[Envelope, PrivateFields | None]:
     """Every check one row needs no state for: its place in the chain, its body, its columns
     and its private data's commitment."""
-    seq = event.seq
-    _check_seq(seq, expected_seq)
-    if event.prev_hash != prev:
+    seq, event_id, type_name, stream, version, body, prev_hash, digest, salt, private_body = event
+    if seq != expected_seq:
+        _check_seq(seq, expected_seq)
+    if prev_hash != prev:
         raise _Failed(seq, "chain", "prev_hash is not the hash of the event before")
-    if link(prev, event.body) != event.hash:
+    if link(prev, body) != digest:
         raise _Failed(seq, "chain", "hash does not recompute from prev_hash and body")
-    envelope = _decoded(seq, event.body)
-    if reencode(envelope) != event.body:
+    envelope = _decoded(seq, body)
+    if reencode(envelope) != body:
         raise _Failed(seq, "decode", "body is not in canonical form")
-    columns = (event.event_id, event.type, event.stream, event.version)
-    if columns != (envelope.event_id, envelope.event.TYPE, envelope.stream, envelope.version):
+    if (event_id, type_name, stream, version) != (
+        envelope.id, envelope.data.TYPE, envelope.stream, envelope.version
+    ):
         raise _Failed(seq, "decode", "row columns disagree with the hashed body")
-    return envelope, _private(seq, envelope, event.private_body, event.private_salt)
+    return envelope, None if private_body is None else _private(seq, envelope, private_body, salt)
 
 
 def _fold_checked(
