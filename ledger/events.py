@@ -144,30 +144,23 @@ Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)]
 
 
 class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
-    """A decoded body: the event (``data``) and the identity the log gives it.
+    """A decoded body: the event (``data`` in the body) and the identity the log gives it.
 
     Each event type has its own subclass, tagged with the type's name and pinned to its current
     version, so a current body decodes, fully checked, in one compiled call.
     """
 
-    data: Event
-    id: str
+    event: Event = msgspec.field(name="data")
+    event_id: str = msgspec.field(name="id")
     stream: str
     v: int
     version: Version
 
-    @property
-    def event(self) -> Event:
-        return self.data
-
-    @property
-    def event_id(self) -> str:
-        return self.id
-
 
 def _envelope_class(cls: type[Event]) -> type[Envelope]:
     subclass = msgspec.defstruct(
-        f"{cls.__name__}Envelope", [("data", cls), ("v", Literal[cls.VERSION])],
+        f"{cls.__name__}Envelope",
+        [("event", cls, msgspec.field(name="data")), ("v", Literal[cls.VERSION])],
         bases=(Envelope,), tag=cls.TYPE, frozen=True, module=__name__,
     )
     return cast(type[Envelope], subclass)
@@ -231,7 +224,7 @@ def decode(body: bytes) -> Envelope:
         found = _CURRENT.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return _decode_slowly(body)  # an older version, or an error to name precisely
-    if found.stream != found.data.stream():
+    if found.stream != found.event.stream():
         raise CorruptEventError(f"envelope stream {found.stream!r} does not match the event")
     return found
 

@@ -90,15 +90,9 @@ def _uri(path: Path) -> str:
     return "file:" + urllib.parse.quote(str(path.resolve()))
 
 
-_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-
-
-def _head_of(rows: Sequence[Row]) -> Head:
-    return Head(rows[0][0], rows[0][1]) if rows else Head(0, GENESIS_HASH)
-
-
 def _head(conn: sqlite3.Connection) -> Head:
-    return _head_of(conn.execute(_HEAD).fetchall())
+    row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
 
 
 def translate(exc: sqlite3.Error, path: Path) -> LedgerError:

@@ -56,9 +56,9 @@ class _Failed(Exception):
         self.failure = AuditFailure(seq, check, message)
 
 
-def _check_seq(seq: int, expected_seq: int) -> None:
-    if seq != expected_seq:
-        raise _Failed(expected_seq, "chain", f"seq {expected_seq} is missing (next row is {seq})")
+def _missing(expected_seq: int, seq: int) -> _Failed:
+    """The failure for a row at ``seq`` where ``expected_seq`` should come next."""
+    return _Failed(expected_seq, "chain", f"seq {expected_seq} is missing (next row is {seq})")
 
 
 def _decoded(seq: int, body: bytes) -> Envelope:
@@ -69,12 +69,10 @@ def _decoded(seq: int, body: bytes) -> Envelope:
 
 
 def _private(
-    seq: int, envelope: Envelope, body: bytes | None, salt: bytes | None = None
-) -> PrivateFields | None:
-    """The registration's private fields, if kept; with ``salt``, also checks their commitment
-    and their canonical form."""
-    if body is None:
-        return None
+    seq: int, envelope: Envelope, body: bytes, salt: bytes | None = None
+) -> PrivateFields:
+    """The registration's private fields kept as ``body``; with ``salt``, also checks their
+    commitment and their canonical form."""
     if not isinstance(envelope.event, UserRegistered):
         raise _Failed(seq, "commitment", "private data kept for an event that has none")
     if salt is not None and commitment(salt, body) != envelope.event.commitment:
@@ -95,7 +93,7 @@ def _check_row(
     and its private data's commitment."""
     seq, event_id, type_name, stream, version, body, prev_hash, digest, salt, private_body = event
     if seq != expected_seq:
-        _check_seq(seq, expected_seq)
+        raise _missing(expected_seq, seq)
     if prev_hash != prev:
         raise _Failed(seq, "chain", "prev_hash is not the hash of the event before")
     if link(prev, body) != digest:
@@ -104,7 +102,7 @@ def _check_row(
     if reencode(envelope) != body:
         raise _Failed(seq, "decode", "body is not in canonical form")
     if (event_id, type_name, stream, version) != (
-        envelope.id, envelope.data.TYPE, envelope.stream, envelope.version
+        envelope.event_id, envelope.event.TYPE, envelope.stream, envelope.version
     ):
         raise _Failed(seq, "decode", "row columns disagree with the hashed body")
     return envelope, None if private_body is None else _private(seq, envelope, private_body, salt)
@@ -115,7 +113,7 @@ def _fold_checked(
 ) -> None:
     """Fold an event in after checking it against the state before it: its stream version (as
     its body gives it: the row checks hold the column to the body) and the rules."""
-    event = envelope.data
+    event = envelope.event
     if envelope.version != expected_version(state, event):
         raise _Failed(seq, "rules", f"stream version {envelope.version} is out of order")
     error = violation(state, event, private)
@@ -163,21 +161,22 @@ async def audit(
     while this one folds the log under the rules. The report is the same either way: the first
     failure in the audit's order, and the state folded up to it.
     """
-    async with store.snapshot() as head:  # the log and the projections as of one moment
-        total = head.seq
-        if reopen is None:
-            return await _audit(store, total, progress, check_rows=True)
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows = asyncio.get_running_loop().run_in_executor(pool, check_rows, reopen, total)
-            report = await _audit(store, total, progress, check_rows=False)
-            failure = await rows
-        if failure is None or failure.seq is None or not _first(failure, report.failure):
-            return report
-        state = report.state
-        if state.head_seq >= failure.seq:  # the fold went on past that row: fold up to it again
-            state = LedgerState()
-            await _fold(store, state, failure.seq - 1, None, check_rows=False)
-        return AuditReport(events=state.head_seq, failure=failure, state=state)
+    with collector_paused():  # the folds and their rows: millions of lasting objects, no cycles
+        async with store.snapshot() as head:  # the log and the projections as of one moment
+            total = head.seq
+            if reopen is None:
+                return await _audit(store, total, progress, check_rows=True)
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                rows = asyncio.get_running_loop().run_in_executor(pool, check_rows, reopen, total)
+                report = await _audit(store, total, progress, check_rows=False)
+                failure = await rows
+            if failure is None or failure.seq is None or not _first(failure, report.failure):
+                return report
+            state = report.state
+            if state.head_seq >= failure.seq:  # the fold went on past that row: fold up to it again
+                state = LedgerState()
+                await _fold(store, state, failure.seq - 1, None, check_rows=False)
+            return AuditReport(events=state.head_seq, failure=failure, state=state)
 
 
 def _first(rows: AuditFailure, fold: AuditFailure | None) -> bool:
@@ -194,27 +193,26 @@ async def _fold(
     """Fold rows 1 to ``upto`` into ``state`` under the rules (and the row checks, if asked);
     the hash of the last row."""
     prev, expected = GENESIS_HASH, 1
-    with collector_paused():
-        if check_rows:
-            async for chunk in store.read(upto=upto, inline=True):
-                for event in chunk:
-                    envelope, private = _check_row(event, expected, prev)
-                    _fold_checked(state, event.seq, event.hash, envelope, private)
-                    prev, expected = event.hash, expected + 1
-                if progress:
-                    progress(state.head_seq, upto)
-        else:  # another process runs the row checks: read only what the fold needs
-            async for rows in store.read_bodies(upto=upto, inline=True):
-                for seq, body, digest, private_body in rows:
-                    if seq != expected:
-                        _check_seq(seq, expected)
-                    envelope = _decoded(seq, body)
-                    private = None if private_body is None else _private(seq, envelope, private_body)
-                    _fold_checked(state, seq, digest, envelope, private)
-                    expected += 1
-                prev = rows[-1][2]
-                if progress:
-                    progress(state.head_seq, upto)
+    if check_rows:
+        async for chunk in store.read(upto=upto, inline=True):
+            for event in chunk:
+                envelope, private = _check_row(event, expected, prev)
+                _fold_checked(state, event.seq, event.hash, envelope, private)
+                prev, expected = event.hash, expected + 1
+            if progress:
+                progress(state.head_seq, upto)
+    else:  # another process runs the row checks: read only what the fold needs
+        async for rows in store.read_bodies(upto=upto, inline=True):
+            for seq, body, digest, private_body in rows:
+                if seq != expected:
+                    raise _missing(expected, seq)
+                envelope = _decoded(seq, body)
+                private = None if private_body is None else _private(seq, envelope, private_body)
+                _fold_checked(state, seq, digest, envelope, private)
+                expected += 1
+            prev = rows[-1][2]
+            if progress:
+                progress(state.head_seq, upto)
     return prev
 
 
@@ -224,10 +222,9 @@ async def _audit(
     report = AuditReport()
     state = report.state
     try:
-        with collector_paused():  # the fold, and the rows compared with the live tables
-            prev = await _fold(store, state, total, progress, check_rows)
-            report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
-            await _compare_projections(store, state)
+        prev = await _fold(store, state, total, progress, check_rows)
+        report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
+        await _compare_projections(store, state)
     except _Failed as failed:
         report.failure = failed.failure
         report.events = state.head_seq

@@ -27,21 +27,17 @@ async def rebuild(store: EventStore, progress: Progress | None = None) -> Rebuil
     """Replace every projection table with a fresh fold of the log; report what changed."""
     await store.execute_script(ddl())
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
-        return await _rebuild(store, progress)
-
-
-async def _rebuild(store: EventStore, progress: Progress | None) -> RebuildReport:
-    state = await replay(store, progress=progress)
-    async with store.write() as tx:
-        state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
-        tables = state_rows(state)
-        changes = differences(await live_rows(tx.fetch_all), tables)
-        drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in TABLES)
-        await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False))
-        for sql, rows in statements(tables, SHADOW):
-            await tx.execute_many(sql, rows)
-        swaps = "\n".join(
-            f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in TABLES
-        )
-        await tx.execute_script(swaps)
-    return RebuildReport(state.head_seq, state.head_hash, state.head_seq, changes)
+        state = await replay(store, progress=progress)
+        async with store.write() as tx:
+            state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
+            tables = state_rows(state)
+            changes = differences(await live_rows(tx.fetch_all), tables)
+            drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in TABLES)
+            await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False))
+            for sql, rows in statements(tables, SHADOW):
+                await tx.execute_many(sql, rows)
+            swaps = "\n".join(
+                f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in TABLES
+            )
+            await tx.execute_script(swaps)
+        return RebuildReport(state.head_seq, state.head_hash, state.head_seq, changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from contextlib import closing
@@ -15,6 +16,7 @@ from ledger.codec import canonical
 from ledger.errors import NotALedgerError
 from ledger.sqlite import SqliteEventStore
 from projections.audit import audit
+from projections.state import collector_paused
 from tests.projections.helpers import (
     Built,
     audit_file,
@@ -342,6 +344,33 @@ async def test_private_data_erased_while_the_audit_runs_is_seen_as_of_the_audits
     assert report.ok, report.failure
     assert report.state.users[last.user_id].email == last.email  # as it was when the audit began
     assert (await audit_file(copy)).state.users[last.user_id].email is None
+
+
+async def test_the_audit_gives_the_collector_back_whether_it_passes_or_fails(
+    built: Built, copy: Path
+) -> None:
+    # the folds pause the cyclic collector; whoever runs the audit must get it back either way
+    assert gc.isenabled()
+    assert (await audit_file(built.path)).ok
+    assert gc.isenabled()
+    with tamper(copy) as conn:
+        conn.execute("UPDATE events SET hash = zeroblob(32) WHERE seq = ?", (built.head,))
+    assert not (await audit_file(copy)).ok
+    assert gc.isenabled()
+
+
+def test_a_pause_of_the_collector_ends_with_its_block_and_keeps_it_off_if_it_was() -> None:
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a failed fold")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 # --- non-canonical bodies -----------------------------------------------------------------------
