@@ -196,6 +196,8 @@ async def _aiohttp_load(port: int, tokens: list[str], path: str, connections: in
                 if token is None and method:
                     return
                 headers = {"Authorization": f"Bearer {token}"} if method and token else {}
+                if body:  # as the wrk script sends it
+                    headers["Content-Type"] = "application/json"
                 start = time.perf_counter()
                 async with session.request(method or "GET", f"http://127.0.0.1:{port}{path}",
                                            headers=headers, data=body or None,
