@@ -120,9 +120,14 @@ def user_stream(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+POLL_STREAMS = "poll:"
+"""What every poll's stream name starts with. Every other stream's name ends with its user's id,
+so a fold split by user (``EventStore.read_shard``) gives each shard every poll's stream."""
+
+
 def poll_stream(poll_id: str) -> str:
     """The stream of one poll: its creation, candidates, opening and closing."""
-    return f"poll:{poll_id}"
+    return POLL_STREAMS + poll_id
 
 
 def ballot_stream(poll_id: str, user_id: str) -> str:

@@ -36,6 +36,7 @@ from ledger.store import (
     Head,
     NewEvent,
     Row,
+    ShardRow,
     Statement,
     StoredEvent,
     WriteTransaction,
@@ -78,6 +79,10 @@ BEGIN SELECT RAISE(ABORT, 'events must extend the chain at its head'); END;
 
 _SELECT_BODIES = (
     "SELECT e.seq, e.body, e.hash, p.body FROM events e LEFT JOIN private_data p ON p.event_id = e.id"
+)
+_SELECT_SHARD = (
+    "SELECT e.seq, e.body, e.hash, p.body, e.stream"
+    " FROM events e LEFT JOIN private_data p ON p.event_id = e.id"
 )
 _SELECT = (
     "SELECT e.seq, e.id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash, p.salt, p.body"
@@ -381,19 +386,37 @@ class SqliteEventStore(EventStore):
         self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None,
         *, inline: bool = False,
     ) -> AsyncIterator[list[StoredEvent]]:
-        async for rows in self._chunks(_SELECT, after, upto, stream_prefix, inline):
+        where: list[tuple[str, Any]] = []
+        if stream_prefix is not None:
+            # a range on the (stream, version) index: every string that starts with the prefix
+            where.append(("e.stream >= ? AND e.stream < ?", (stream_prefix, stream_prefix + "\U0010ffff")))
+        async for rows in self._chunks(_SELECT, after, upto, inline, *where):
             yield StoredEvent.from_rows(rows)
 
     async def read_bodies(
         self, after: int = 0, upto: int | None = None, *, inline: bool = False
     ) -> AsyncIterator[list[BodyRow]]:
-        async for rows in self._chunks(_SELECT_BODIES, after, upto, None, inline):
+        async for rows in self._chunks(_SELECT_BODIES, after, upto, inline):
             yield cast(list[BodyRow], rows)
 
+    async def read_shard(
+        self, index: int, count: int, shared: str, upto: int | None = None
+    ) -> AsyncIterator[list[ShardRow]]:
+        if not 0 <= index < count:
+            raise ValueError(f"no shard {index} of {count}")
+        # a scan of every row: the filter costs far less in SQLite than a row does in Python
+        shard = (
+            "(substr(e.stream, 1, ?) = ? OR coalesce(unicode(substr(e.stream, -1)), 0) % ? = ?)",
+            (len(shared), shared, count, index),
+        )
+        async for rows in self._chunks(_SELECT_SHARD, 0, upto, True, shard):
+            yield cast(list[ShardRow], rows)
+
     async def _chunks(
-        self, select: str, after: int, upto: int | None, stream_prefix: str | None, inline: bool
+        self, select: str, after: int, upto: int | None, inline: bool, *conditions: tuple[str, Any]
     ) -> AsyncIterator[list[Row]]:
-        """The rows of ``select`` (``seq`` first) in seq order, a chunk at a time.
+        """The rows of ``select`` (``seq`` first) in seq order, a chunk at a time, that meet every
+        condition (SQL and its parameters).
 
         Inline, through the probe connection in this thread. Otherwise in the reader's thread,
         the next chunk read while the caller works on this one; that frees the event loop, but
@@ -403,10 +426,9 @@ class SqliteEventStore(EventStore):
         if upto is not None:
             where += " AND e.seq <= ?"
             params.append(upto)
-        if stream_prefix is not None:
-            # a range on the (stream, version) index: every string that starts with the prefix
-            where += " AND e.stream >= ? AND e.stream < ?"
-            params += [stream_prefix, stream_prefix + "\U0010ffff"]
+        for condition, values in conditions:
+            where += f" AND {condition}"
+            params += values
         sql = f"{select} WHERE {where} ORDER BY e.seq LIMIT {READ_CHUNK}"
         if inline:
             while True:

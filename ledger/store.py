@@ -78,6 +78,8 @@ class Head:
 Row = tuple[Any, ...]
 BodyRow = tuple[int, bytes, bytes, bytes | None]
 """An event as a fold reads it: ``(seq, body, hash, private body or None)``."""
+ShardRow = tuple[int, bytes, bytes, bytes | None, str]
+"""An event as a fold of one shard reads it: a ``BodyRow`` and the row's stream column."""
 Statement = tuple[str, Sequence[Row]]  # SQL with ``?`` placeholders, run once per row
 
 
@@ -151,6 +153,18 @@ class EventStore(abc.ABC):
         chunks: its seq, body, hash and private body. The other columns repeat what the body says
         (the audit checks that they do), and a replay reads a million rows faster without them.
         ``inline`` as for ``read``."""
+
+    @abc.abstractmethod
+    def read_shard(
+        self, index: int, count: int, shared: str, upto: int | None = None
+    ) -> AsyncIterator[list[ShardRow]]:
+        """``read_bodies(upto=upto, inline=True)`` for shard ``index`` of ``count``, each row with
+        its stream column, so that ``count`` processes can each fold a part of the log.
+
+        Every shard holds the rows of the streams whose names start with ``shared``; each other
+        row is in exactly one shard: the code point of its stream's last character (0 for an
+        empty name) modulo ``count``. Streams ending with the same character are in one shard.
+        """
 
     @abc.abstractmethod
     async def commit_batch(

@@ -151,7 +151,44 @@ class EventStoreContract(abc.ABC):
         assert [e.seq for e in middle] == list(range(4001, 4501))
         assert [e.seq for e in users] == list(range(11, 5001))
 
-    # --- conflicts and rollback -------------------------------------------------------------
+    @pytest.mark.parametrize("count", [1, 2, 3])
+    async def test_shards_share_the_shared_streams_and_split_the_others_by_their_last_character(
+        self, store: EventStore, count: int
+    ) -> None:
+        ids = [*"0123456789abcdef", "ü", "名", "🗳", "ab", "ba"]
+        await append(store, [user_event(f"user-{i}") for i in ids[:10]] + [poll_event("p1", 1)])
+        await append(store, [user_event(f"user-{i}") for i in ids[10:]] + [poll_event("p2", 1)])
+        everything = [(e.seq, e.body, e.hash, e.private_body, e.stream) for e in await read_all(store)]
+
+        shards = [
+            [row async for rows in store.read_shard(index, count, "poll:") for row in rows]
+            for index in range(count)
+        ]
+        upto_12 = [row async for rows in store.read_shard(0, count, "poll:", upto=12) for row in rows]
+
+        polls = [row for row in everything if row[4].startswith("poll:")]
+        for index, shard in enumerate(shards):
+            assert shard == sorted(shard)
+            assert shard == [
+                row for row in everything if row in polls or ord(row[4][-1]) % count == index
+            ]
+        assert upto_12 == [row for row in shards[0] if row[0] <= 12]
+        assert sorted(row for shard in shards for row in shard if row not in polls) == [
+            row for row in everything if row not in polls
+        ]
+
+    async def test_a_shard_out_of_range_is_refused(self, store: EventStore) -> None:
+        with pytest.raises(ValueError, match="no shard 2 of 2"):
+            [rows async for rows in store.read_shard(2, 2, "poll:")]
+
+    async def test_shards_read_every_event_across_chunks(self, store: EventStore) -> None:
+        await append(store, user_events(5000))
+
+        shards = [[row async for rows in store.read_shard(i, 2, "poll:") for row in rows] for i in (0, 1)]
+
+        assert sorted(row[0] for shard in shards for row in shard) == list(range(1, 5001))
+        assert min(len(shard) for shard in shards) > 2000  # random ids end in either half evenly
+
 
     async def test_a_taken_stream_version_raises_and_appends_nothing(self, store: EventStore) -> None:
         kept = await append(store, [poll_event("p", 1)])
