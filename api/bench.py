@@ -459,7 +459,7 @@ def ledger_run(events: int, keep: Path | None = None) -> dict[str, Any]:
     seconds, alone = asyncio.run(timed(True, audit))
     figures.update(audit_one_process_passed=alone.ok,
                    audit_one_process_events_per_s=round(total / seconds))
-    seconds, rebuilt = asyncio.run(timed(False, rebuild))
+    seconds, rebuilt = asyncio.run(timed(False, partial(rebuild, reopen=reopen)))  # as `vote-ledger rebuild`
     figures.update(rebuild_events_per_s=round(total / seconds), rebuild_changes=len(rebuilt.changes))
 
     port = _free_port()

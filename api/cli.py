@@ -121,7 +121,8 @@ async def cmd_rebuild(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = await SqliteEventStore.open(settings.db, busy_timeout_ms=settings.busy_timeout)
     try:
-        report = await rebuild(store, _progress("rebuild"))
+        reopen = partial(SqliteEventStore.open, settings.db, readonly=True) if args.processes == 2 else None
+        report = await rebuild(store, _progress("rebuild"), reopen)
     finally:
         await store.close()
     for change in report.changes:
@@ -288,12 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["text", "json"])
     audit_cmd = command("audit", "check the whole ledger; exit 1 naming the first bad seq", cmd_audit)
     audit_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    processes = 2 if (os.cpu_count() or 1) > 1 else 1
     audit_cmd.add_argument(
-        "--processes", type=int, choices=[1, 2], default=2 if (os.cpu_count() or 1) > 1 else 1,
+        "--processes", type=int, choices=[1, 2], default=processes,
         help="2: a second process checks the hash chain and the bodies while this one replays "
         "the rules (the default where there is more than one CPU)",
     )
-    command("rebuild", "rebuild every projection from the log", cmd_rebuild)
+    rebuild_cmd = command("rebuild", "rebuild every projection from the log", cmd_rebuild)
+    rebuild_cmd.add_argument(
+        "--processes", type=int, choices=[1, 2], default=processes,
+        help="2: a second process folds half of the users' events while this one folds the other "
+        "half (the default where there is more than one CPU)",
+    )
 
     bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling")
     bench_cmd.set_defaults(run=cmd_bench)

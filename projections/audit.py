@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,7 +20,7 @@ from ledger.events import Envelope, UserRegistered, decode, reencode
 from ledger.store import EventStore, StoredEvent
 from projections.compare import differences, live_rows
 from projections.rules import expected_version, violation
-from projections.service import Progress
+from projections.service import Progress, StoreOpener
 from projections.state import LedgerState, PrivateFields, collector_paused
 from projections.tables import state_rows
 
@@ -120,10 +119,6 @@ def _fold_checked(
     if error is not None:
         raise _Failed(seq, "rules", f"{error.code}: {error.message}")
     state.fold(seq, digest, event, private)
-
-
-StoreOpener = Callable[[], Awaitable[EventStore]]
-"""Opens the audited store again, read-only, in another process (so it must pickle)."""
 
 
 def check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None:

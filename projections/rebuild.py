@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ledger.store import EventStore
 from projections.compare import Difference, differences, live_rows
-from projections.service import Progress, replay
+from projections.service import Progress, StoreOpener, replay, replay_in_two
 from projections.state import collector_paused
 from projections.tables import TABLES, ddl, state_rows, statements
 
@@ -23,11 +23,19 @@ class RebuildReport:
     changes: list[Difference]
 
 
-async def rebuild(store: EventStore, progress: Progress | None = None) -> RebuildReport:
-    """Replace every projection table with a fresh fold of the log; report what changed."""
+async def rebuild(
+    store: EventStore, progress: Progress | None = None, reopen: StoreOpener | None = None
+) -> RebuildReport:
+    """Replace every projection table with a fresh fold of the log; report what changed.
+
+    With ``reopen``, the log is folded in two processes (``replay_in_two``).
+    """
     await store.execute_script(ddl())
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
-        state = await replay(store, progress=progress)
+        if reopen is None:
+            state = await replay(store, progress=progress)
+        else:
+            state = await replay_in_two(store, reopen, progress)
         async with store.write() as tx:
             state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
             tables = state_rows(state)

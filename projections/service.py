@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+
+import msgspec
 
 from ledger.errors import CorruptEventError
-from ledger.events import user_stream
+from ledger.events import POLL_STREAMS, user_stream
 from ledger.store import EventStore
 from ledger.writer import GroupCommitWriter
 from projections.commands import Command, Decider, Result
@@ -38,6 +42,54 @@ async def replay(
             state.fold_rows(rows)
             if progress:
                 progress(state.head_seq, total)
+    return state
+
+
+StoreOpener = Callable[[], Awaitable[EventStore]]
+"""Opens the store again, read-only, in another process (so it must pickle)."""
+
+_STATE = msgspec.msgpack.Decoder(LedgerState)
+
+
+async def replay_in_two(
+    store: EventStore, reopen: StoreOpener, progress: Progress | None = None
+) -> LedgerState:
+    """``replay``, on two cores: a second process folds one half of the users while this one
+    folds the other, each with every poll's events, and the two folds merge into one.
+
+    The second fold comes back as msgpack, which costs a tenth of what pickling the state would.
+    """
+    total = (await store.head()).seq
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        theirs = asyncio.get_running_loop().run_in_executor(pool, fold_shard, reopen, total, 1)
+        with collector_paused():
+            state = await _fold_shard(store, total, 0, progress)
+            state.merge_shard(_STATE.decode(await theirs))
+    return state
+
+
+def fold_shard(open_store: StoreOpener, upto: int, index: int) -> bytes:
+    """The fold of shard ``index`` of two, up to ``upto``, in msgpack (run in another process)."""
+    return asyncio.run(_fold_shard_apart(open_store, upto, index))
+
+
+async def _fold_shard_apart(open_store: StoreOpener, upto: int, index: int) -> bytes:
+    store = await open_store()
+    try:
+        with collector_paused():
+            return msgspec.msgpack.encode(await _fold_shard(store, upto, index))
+    finally:
+        await store.close()
+
+
+async def _fold_shard(
+    store: EventStore, upto: int, index: int, progress: Progress | None = None
+) -> LedgerState:
+    state = LedgerState()
+    async for rows in store.read_shard(index, 2, POLL_STREAMS, upto):
+        state.fold_shard_rows(rows)
+        if progress:
+            progress(state.head_seq, upto)
     return state
 
 

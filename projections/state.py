@@ -27,7 +27,7 @@ from ledger.events import (
     VoteCast,
     decode,
 )
-from ledger.store import BodyRow, StoredEvent
+from ledger.store import BodyRow, ShardRow, StoredEvent
 from projections.model import Ballot, Candidate, Poll, User
 
 
@@ -103,6 +103,48 @@ class LedgerState:
         for seq, body, digest, private_body in rows:
             private = PrivateFields.from_body(private_body) if private_body is not None else None
             self.apply(seq, digest, decode(body).event, private)
+
+    def fold_shard_rows(self, rows: Iterable[ShardRow]) -> None:
+        """Fold in rows read by ``EventStore.read_shard``, whose positions have gaps by design.
+
+        Each row's stream column must name its body's stream: the shards are chosen by the column,
+        and a row in the wrong shard would be folded by too few shards or too many.
+        """
+        for seq, body, digest, private_body, stream in rows:
+            found = decode(body)
+            if found.stream != stream:
+                raise CorruptEventError(
+                    f"seq {seq}: the stream column says {stream!r}, the body {found.stream!r}"
+                )
+            private = PrivateFields.from_body(private_body) if private_body is not None else None
+            self.fold(seq, digest, found.event, private)
+
+    def merge_shard(self, other: LedgerState) -> None:
+        """Add the fold of another shard of the log, read up to the same position (each shard
+        shares ``POLL_STREAMS``): the two make the fold of the whole log.
+
+        Both folded every poll's events. Each user's registration, ballots and idempotency keys
+        are in one shard only, and so is each vote: the tallies add up.
+        """
+        if self.polls.keys() != other.polls.keys():
+            raise CorruptEventError("the shards hold different polls: they were not read to one position")
+        for poll_id, poll in self.polls.items():
+            theirs = other.polls[poll_id]
+            poll.total_votes += theirs.total_votes
+            for candidate_id, candidate in poll.candidates.items():
+                candidate.votes += theirs.candidates[candidate_id].votes
+        taken = self.users_by_email.keys() & other.users_by_email.keys()
+        if taken:
+            raise CorruptEventError(f"{len(taken)} email(s) are registered to two users: run the audit")
+        self.users.update(other.users)
+        self.users_by_email.update(other.users_by_email)
+        self.ballots.update(other.ballots)
+        self.idempotency.update(other.idempotency)
+        for name, count in other.events_by_type.items():
+            if name not in _POLL_TYPES:  # those both shards counted
+                self.events_by_type[name] = self.events_by_type.get(name, 0) + count
+        if other.head_seq > self.head_seq:
+            self.head_seq, self.head_hash = other.head_seq, other.head_hash
 
     def apply(
         self, seq: int, digest: bytes, event: Event, private: PrivateFields | None = None
@@ -200,6 +242,9 @@ def _vote_cast(state: LedgerState, seq: int, event: VoteCast, _: object) -> None
     if event.key is not None:
         state.idempotency[(user_id, event.key)] = VoteRecord(seq, poll.poll_id, event.candidate_id)
 
+
+_POLL_TYPES = frozenset(cls.TYPE for cls in (PollCreated, CandidateAdded, PollOpened, PollClosed))
+"""The types of the events in poll streams."""
 
 _HANDLERS: dict[type[Event], Callable[[LedgerState, int, Any, PrivateFields | None], None]] = {
     UserRegistered: _user_registered,

@@ -34,7 +34,7 @@ from projections.commands import (
     SyncPolls,
 )
 from projections.compare import live_rows
-from projections.service import VoteLedger, replay
+from projections.service import VoteLedger, replay, replay_in_two
 from projections.state import LedgerState, VoteRecord
 
 Row = tuple[Any, ...]
@@ -163,6 +163,14 @@ async def replay_file(path: Path, upto: int | None = None) -> LedgerState:
     store = await SqliteEventStore.open(path, readonly=True)
     try:
         return await replay(store, upto=upto)
+    finally:
+        await store.close()
+
+
+async def replay_in_two_file(path: Path) -> LedgerState:
+    store = await SqliteEventStore.open(path, readonly=True)
+    try:
+        return await replay_in_two(store, partial(SqliteEventStore.open, path, readonly=True))
     finally:
         await store.close()
 

@@ -12,11 +12,13 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from ledger.errors import CorruptEventError
 from ledger.sqlite import SqliteEventStore
 from projections.commands import (
     CandidateSpec,
@@ -42,6 +44,7 @@ from tests.projections.helpers import (
     live_tables,
     open_ledger,
     replay_file,
+    replay_in_two_file,
     tamper,
 )
 
@@ -128,10 +131,11 @@ def ledger_copy(history: History, tmp_path: Path) -> Path:
     return copy_ledger(history.path, tmp_path / "ledger.db")
 
 
-async def rebuild_file(path: Path) -> RebuildReport:
+async def rebuild_file(path: Path, processes: int = 1) -> RebuildReport:
     store = await SqliteEventStore.open(path)
+    reopen = partial(SqliteEventStore.open, path, readonly=True) if processes == 2 else None
     try:
-        return await rebuild(store)
+        return await rebuild(store, reopen=reopen)
     finally:
         await store.close()
 
@@ -155,18 +159,32 @@ async def test_inline_projections_equal_a_fresh_replay_of_the_whole_log(history:
     assert await live_tables(history.path) == history.live_state_rows == replayed
 
 
-async def test_rebuild_of_an_untouched_ledger_reports_no_changes(history: History, ledger_copy: Path) -> None:
+async def test_a_fold_in_two_processes_equals_the_fold_of_the_whole_log(history: History) -> None:
+    whole = await replay_file(history.path)
+
+    halves = await replay_in_two_file(history.path)
+
+    assert halves == whole  # every user, poll, tally, ballot and idempotency key, and the head
+    assert halves.events_by_type == history.events_by_type
+    assert state_rows(halves) == history.live_state_rows
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_rebuild_of_an_untouched_ledger_reports_no_changes(
+    history: History, ledger_copy: Path, processes: int
+) -> None:
     before = await live_tables(ledger_copy)
 
-    report = await rebuild_file(ledger_copy)
+    report = await rebuild_file(ledger_copy, processes)
 
     assert report.changes == []
     assert report.head_seq == history.head
     assert await live_tables(ledger_copy) == before == history.live_state_rows
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 async def test_rebuild_reports_exactly_the_edited_rows_restores_them_and_the_audit_then_passes(
-    history: History, ledger_copy: Path
+    history: History, ledger_copy: Path, processes: int
 ) -> None:
     rows = history.live_state_rows
     rng = random.Random(SEED + 1)
@@ -189,7 +207,7 @@ async def test_rebuild_reports_exactly_the_edited_rows_restores_them_and_the_aud
         conn.execute("UPDATE polls SET total_votes = 0 WHERE poll_id = 'unlimited'")
         conn.execute("DELETE FROM projection_position WHERE name = 'users'")
 
-    report = await rebuild_file(ledger_copy)
+    report = await rebuild_file(ledger_copy, processes)
 
     changes = {(d.table, d.key): (d.live, d.expected) for d in report.changes}
     assert len(changes) == len(report.changes)
@@ -230,6 +248,51 @@ async def test_a_rebuilt_ledger_reopens_keeps_voting_and_still_passes_the_audit(
     assert report.ok, report.failure
     assert report.head_seq == built.head + 2
     assert await live_tables(built.path) == state_rows(report.state)
+
+
+@pytest.mark.parametrize("half", [0, 1])
+async def test_a_fold_in_two_ends_at_the_last_event_whichever_half_holds_it(
+    tmp_path: Path, half: int
+) -> None:
+    built = await build_sample(tmp_path / "small.db")
+    voter = next(u for u in built.users if ord(u[-1]) % 2 == half)
+    ledger = await open_ledger(built.path)
+    try:
+        await ledger.execute(CastVote(voter, "snack", built.candidates["snack"][0]))
+    finally:
+        await ledger.close()
+
+    halves = await replay_in_two_file(built.path)
+
+    assert halves == await replay_file(built.path)
+    assert halves.head_seq == built.head + 1
+
+
+async def test_a_row_whose_stream_column_is_not_its_bodys_stops_a_fold_in_two(tmp_path: Path) -> None:
+    """The shards are chosen by the column: a vote filed under a poll's stream would be counted
+    by both processes."""
+    built = await build_sample(tmp_path / "small.db")
+    seq = built.votes[0].seq
+    with tamper(built.path) as conn:
+        conn.execute("UPDATE events SET stream = 'poll:elsewhere' WHERE seq = ?", (seq,))
+
+    with pytest.raises(CorruptEventError, match=f"seq {seq}: the stream column says 'poll:elsewhere'"):
+        await replay_in_two_file(built.path)
+
+
+async def test_one_email_registered_to_users_of_both_halves_stops_a_fold_in_two(tmp_path: Path) -> None:
+    built = await build_sample(tmp_path / "small.db")
+    even = next(u for u in built.users if ord(u[-1]) % 2 == 0)
+    odd = next(u for u in built.users if ord(u[-1]) % 2 == 1)
+    with tamper(built.path) as conn:
+        conn.execute(
+            "UPDATE private_data SET body = (SELECT p.body FROM private_data p JOIN events e "
+            "ON p.event_id = e.id WHERE e.stream = ?) WHERE event_id = (SELECT id FROM events "
+            "WHERE stream = ?)", (f"user:{even}", f"user:{odd}"),
+        )
+
+    with pytest.raises(CorruptEventError, match="1 email"):
+        await replay_in_two_file(built.path)
 
 
 async def test_tally_at_the_head_of_the_big_history_equals_the_live_tallies(history: History) -> None:
