@@ -128,7 +128,8 @@ async def cmd_rebuild(args: argparse.Namespace) -> int:
     for change in report.changes:
         print(f"changed: {change.describe()}")
     print(f"rebuilt from {report.events:,} events up to seq {report.head_seq}; "
-          f"{len(report.changes)} row(s) changed")
+          f"{len(report.changes)} row(s) changed; "
+          f"tables built afresh: {', '.join(report.rebuilt) or 'none (every table already agreed)'}")
     return 0
 
 

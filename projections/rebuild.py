@@ -5,30 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger.store import EventStore
-from projections.compare import Difference, differences, live_rows
+from projections.compare import Difference, Fetch, differences, live_rows
 from projections.service import Progress, StoreOpener, replay, replay_in_two
 from projections.state import collector_paused
-from projections.tables import TABLES, ddl, state_rows, statements
+from projections.tables import TABLES, ddl, definitions, state_rows, statements
 
 SHADOW = "__rebuild"
 
 
 @dataclass(frozen=True)
 class RebuildReport:
-    """What a rebuild found: the head it rebuilt to and every row it changed."""
+    """What a rebuild found: the head it rebuilt to, every row it changed and the tables it
+    built afresh."""
 
     head_seq: int
     head_hash: bytes
     events: int
     changes: list[Difference]
+    rebuilt: list[str]
 
 
 async def rebuild(
     store: EventStore, progress: Progress | None = None, reopen: StoreOpener | None = None
 ) -> RebuildReport:
-    """Replace every projection table with a fresh fold of the log; report what changed.
+    """Replace every projection table that differs from a fresh fold of the log; report what
+    changed.
 
-    With ``reopen``, the log is folded in two processes (``replay_in_two``).
+    A table whose rows and definition already equal the fold's is left as it is: building it
+    again would give the same rows, and writing them is most of a rebuild's cost. Every other
+    table is built afresh as a shadow table and swapped in, all in one transaction. With
+    ``reopen``, the log is folded in two processes (``replay_in_two``).
     """
     await store.execute_script(ddl())
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
@@ -40,12 +46,29 @@ async def rebuild(
             state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
             tables = state_rows(state)
             changes = differences(await live_rows(tx.fetch_all), tables)
-            drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in TABLES)
-            await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False))
-            for sql, rows in statements(tables, SHADOW):
-                await tx.execute_many(sql, rows)
-            swaps = "\n".join(
-                f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in TABLES
-            )
-            await tx.execute_script(swaps)
-        return RebuildReport(state.head_seq, state.head_hash, state.head_seq, changes)
+            differing = {d.table for d in changes} | await _misshapen(tx.fetch_all)
+            stale = [name for name in TABLES if name in differing]
+            if stale:
+                drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in stale)
+                await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False, names=stale))
+                for sql, rows in statements({name: tables[name] for name in stale}, SHADOW):
+                    await tx.execute_many(sql, rows)
+                swaps = "\n".join(
+                    f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in stale
+                )
+                await tx.execute_script(swaps)
+        return RebuildReport(state.head_seq, state.head_hash, state.head_seq, changes, stale)
+
+
+async def _misshapen(fetch: Fetch) -> set[str]:
+    """The projection tables not defined as ``ddl`` defines them, or carrying an index or a
+    trigger of someone else's (a rebuilt table would shed it)."""
+    names = list(TABLES)
+    rows = await fetch(
+        f"SELECT type, tbl_name, sql FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(names))})",
+        names,
+    )
+    return {
+        table for kind, table, sql in rows
+        if (sql not in definitions(table) if kind == "table" else sql is not None)
+    }

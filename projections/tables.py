@@ -54,10 +54,16 @@ SEQ_COLUMN = {
 PROJECTIONS = ("users", "polls", "candidates", "ballots", "idempotency")
 
 
-def ddl(suffix: str = "", if_not_exists: bool = True) -> str:
-    """CREATE TABLE statements for every projection table (``suffix`` names shadow tables)."""
+def ddl(suffix: str = "", if_not_exists: bool = True, names: Iterable[str] = TABLES) -> str:
+    """CREATE TABLE statements for the projection tables (``suffix`` names shadow tables)."""
     guard = "IF NOT EXISTS " if if_not_exists else ""
-    return "\n".join(f"CREATE TABLE {guard}{name}{suffix} {cols};" for name, cols in TABLES.items())
+    return "\n".join(f"CREATE TABLE {guard}{name}{suffix} {TABLES[name]};" for name in names)
+
+
+def definitions(name: str) -> set[str]:
+    """What SQLite's schema keeps for a projection table made by ``ddl``: as created, or as
+    renamed from a rebuild's shadow table."""
+    return {f"CREATE TABLE {name} {TABLES[name]}", f'CREATE TABLE "{name}" {TABLES[name]}'}
 
 
 def user_row(u: User) -> Row:

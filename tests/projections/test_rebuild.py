@@ -9,8 +9,10 @@ refused votes of every kind, idempotency keys, and polls closed and reopened wit
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,7 +35,7 @@ from projections.commands import (
 from projections.errors import DomainError, EmailTakenError
 from projections.queries import tally_at
 from projections.rebuild import RebuildReport, rebuild
-from projections.tables import state_rows
+from projections.tables import TABLES, state_rows
 from tests.projections.helpers import (
     Row,
     audit_file,
@@ -174,10 +176,13 @@ async def test_rebuild_of_an_untouched_ledger_reports_no_changes(
     history: History, ledger_copy: Path, processes: int
 ) -> None:
     before = await live_tables(ledger_copy)
+    schema = _schema(ledger_copy)
 
     report = await rebuild_file(ledger_copy, processes)
 
     assert report.changes == []
+    assert report.rebuilt == []
+    assert _schema(ledger_copy) == schema  # nothing written: every table already agreed
     assert report.head_seq == history.head
     assert await live_tables(ledger_copy) == before == history.live_state_rows
 
@@ -211,6 +216,7 @@ async def test_rebuild_reports_exactly_the_edited_rows_restores_them_and_the_aud
 
     changes = {(d.table, d.key): (d.live, d.expected) for d in report.changes}
     assert len(changes) == len(report.changes)
+    assert report.rebuilt == list(TABLES)
     assert changes == {
         ("candidates", candidate[:1]): ((*candidate[:5], candidate[5] + 5, candidate[6]), candidate),
         ("ballots", deleted_ballot[:2]): (None, deleted_ballot),
@@ -248,6 +254,53 @@ async def test_a_rebuilt_ledger_reopens_keeps_voting_and_still_passes_the_audit(
     assert report.ok, report.failure
     assert report.head_seq == built.head + 2
     assert await live_tables(built.path) == state_rows(report.state)
+
+
+def _schema(path: Path) -> list[tuple[str, str, str | None]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+async def test_rebuild_builds_afresh_only_the_tables_that_differ(history: History, ledger_copy: Path) -> None:
+    with tamper(ledger_copy) as conn:
+        conn.execute("UPDATE candidates SET votes = votes + 1")
+    schema = {name: sql for _, name, sql in _schema(ledger_copy)}
+
+    report = await rebuild_file(ledger_copy)
+
+    assert report.rebuilt == ["candidates"]
+    assert {d.table for d in report.changes} == {"candidates"}
+    after = {name: sql for _, name, sql in _schema(ledger_copy)}
+    created = schema.pop("candidates")
+    assert created is not None and after.pop("candidates") == created.replace("candidates", '"candidates"', 1)
+    assert after == schema
+    assert await live_tables(ledger_copy) == history.live_state_rows
+
+
+async def test_a_table_with_the_right_rows_but_a_foreign_shape_is_built_afresh(tmp_path: Path) -> None:
+    """An index or trigger someone added, or a constraint someone dropped, goes with a rebuild."""
+    built = await build_sample(tmp_path / "small.db")
+    rows = await live_tables(built.path)
+    with tamper(built.path) as conn:
+        conn.execute("CREATE INDEX ballots_by_candidate ON ballots (candidate_id)")
+        conn.execute(
+            "CREATE TRIGGER no_new_polls BEFORE INSERT ON polls BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+        conn.execute("ALTER TABLE users RENAME TO users_old")
+        conn.execute("CREATE TABLE users (user_id, email, name, part, team, seq)")  # no constraints
+        conn.execute("INSERT INTO users SELECT * FROM users_old")
+        conn.execute("DROP TABLE users_old")
+
+    report = await rebuild_file(built.path)
+
+    assert report.changes == []
+    assert report.rebuilt == ["users", "polls", "ballots"]
+    assert {name for kind, name, _ in _schema(built.path) if kind != "table"}.isdisjoint(
+        {"ballots_by_candidate", "no_new_polls"}
+    )
+    assert await live_tables(built.path) == rows
+    with closing(sqlite3.connect(built.path)) as conn, pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO users SELECT user_id || 'x', email, name, part, team, seq FROM users")
 
 
 @pytest.mark.parametrize("half", [0, 1])
