@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,12 +274,15 @@ def test_sigkill_during_a_rebuild_leaves_a_ledger_that_audits_clean(tmp_path: Pa
     """A rebuild swaps the projections in one transaction: killed at any point, the file is whole.
 
     The kill times spread over the rebuild (after the ~0.35 s the command takes to start, here).
+    Each rebuild has a table to build afresh: an index nobody declared sits on ``users``.
     """
     db = tmp_path / "ledger.db"
     write_users(tmp_path / "users.jsonl", 3000)
     import_users(db, tmp_path / "users.jsonl")
     killed_mid_run = 0
     for n in range(10):
+        with closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE INDEX IF NOT EXISTS users_by_name ON users (name)")
         process = subprocess.Popen(
             [VOTE_LEDGER, "rebuild", "--db", str(db)],
             env=cli_env(),
@@ -295,3 +300,5 @@ def test_sigkill_during_a_rebuild_leaves_a_ledger_that_audits_clean(tmp_path: Pa
         audit_ok(db)
     assert killed_mid_run >= 3, f"only {killed_mid_run} of 10 rebuilds were still running when killed"
     assert rebuild_changes(db) == 0
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'users_by_name'").fetchall() == []
