@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 POLICIES = ("single", "changeable", "unlimited")
 VISIBILITIES = ("always", "after_vote", "after_close")
 
@@ -67,9 +69,12 @@ class Poll:
         return "open" if self.status == "open" and self.accepts_votes_at(now_ms) else "closed"
 
 
-@dataclass(slots=True)
-class Ballot:
-    """One user's standing in one poll: their current choice and how many votes they cast."""
+class Ballot(msgspec.Struct, gc=False):
+    """One user's standing in one poll: their current choice and how many votes they cast.
+
+    The collector does not track ballots (they hold only integers, so they make no cycles): a
+    service gains one per voter, and every full collection would walk them all.
+    """
 
     candidate_id: int
     count: int

@@ -70,9 +70,9 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass(frozen=True, slots=True)
-class VoteRecord:
-    """Where a vote landed: the ledger position and what it was for."""
+class VoteRecord(msgspec.Struct, frozen=True, gc=False):
+    """Where a vote landed: the ledger position and what it was for (untracked by the collector,
+    as ``Ballot`` is)."""
 
     seq: int
     poll_id: str

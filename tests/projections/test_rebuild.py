@@ -8,6 +8,7 @@ refused votes of every kind, idempotency keys, and polls closed and reopened wit
 
 from __future__ import annotations
 
+import gc
 import random
 import sqlite3
 import time
@@ -169,6 +170,15 @@ async def test_a_fold_in_two_processes_equals_the_fold_of_the_whole_log(history:
     assert halves == whole  # every user, poll, tally, ballot and idempotency key, and the head
     assert halves.events_by_type == history.events_by_type
     assert state_rows(halves) == history.live_state_rows
+
+
+async def test_the_fold_gives_the_collector_nothing_to_walk_per_vote(history: History) -> None:
+    """A running service gains a ballot per voter: were the collector to track them, every full
+    collection would walk them all (78 ms a collection after 100k votes, stalling every request)."""
+    state = await replay_file(history.path)
+
+    assert state.ballots and not any(gc.is_tracked(ballot) for ballot in state.ballots.values())
+    assert state.idempotency and not any(gc.is_tracked(record) for record in state.idempotency.values())
 
 
 @pytest.mark.parametrize("processes", [1, 2])
