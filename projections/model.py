@@ -10,12 +10,11 @@ POLICIES = ("single", "changeable", "unlimited")
 VISIBILITIES = ("always", "after_vote", "after_close")
 
 
-@dataclass(slots=True)
-class User:
+class User(msgspec.Struct, gc=False):
     """A registered user. ``email`` and ``name`` are None once their private data is erased.
 
     The password hash is not kept here: it stays in the private data beside the log and is read
-    only to check a login.
+    only to check a login. Untracked by the collector, as ``Ballot`` is.
     """
 
     user_id: str
@@ -72,8 +71,8 @@ class Poll:
 class Ballot(msgspec.Struct, gc=False):
     """One user's standing in one poll: their current choice and how many votes they cast.
 
-    The collector does not track ballots (they hold only integers, so they make no cycles): a
-    service gains one per voter, and every full collection would walk them all.
+    The collector does not track ballots, nor users (they hold only integers and strings, so they
+    make no cycles): a service gains one per voter, and every full collection would walk them all.
     """
 
     candidate_id: int

@@ -172,12 +172,14 @@ async def test_a_fold_in_two_processes_equals_the_fold_of_the_whole_log(history:
     assert state_rows(halves) == history.live_state_rows
 
 
-async def test_the_fold_gives_the_collector_nothing_to_walk_per_vote(history: History) -> None:
-    """A running service gains a ballot per voter: were the collector to track them, every full
-    collection would walk them all (78 ms a collection after 100k votes, stalling every request)."""
+async def test_the_fold_gives_the_collector_nothing_to_walk_per_signup_or_vote(history: History) -> None:
+    """A running service gains a user per signup and a ballot per voter: were the collector to
+    track them, every full collection would walk them all (78 ms a collection after 100k votes,
+    stalling every request)."""
     state = await replay_file(history.path)
 
     assert state.ballots and not any(gc.is_tracked(ballot) for ballot in state.ballots.values())
+    assert state.users and not any(gc.is_tracked(user) for user in state.users.values())
     assert state.idempotency and not any(gc.is_tracked(record) for record in state.idempotency.values())
 
 
