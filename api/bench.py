@@ -371,7 +371,7 @@ def report(figures: dict[str, Any]) -> str:
     for s in figures["scenarios"]:
         cpu = f"{s['cpu_us']:,.0f}" if s.get("cpu_us") is not None else "-"
         lines.append(f"{s['name']:<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
-                     f"{s['ratio']:>8.2f}{cpu:>12}  {s['generator']}")
+                     f"{s['ratio']:>8.3f}{cpu:>12}  {s['generator']}")
     lines.append(f"users {figures['users']:,} (imported in {figures['import_seconds']} s), "
                  f"{figures['connections']} connections, {figures['duration']} s per scenario; "
                  "ratios are to the mean of the two ceiling runs")
