@@ -273,25 +273,32 @@ def test_sigkill_under_load_loses_no_acknowledged_vote(
 def test_sigkill_during_a_rebuild_leaves_a_ledger_that_audits_clean(tmp_path: Path) -> None:
     """A rebuild swaps the projections in one transaction: killed at any point, the file is whole.
 
-    The kill times spread over the rebuild (after the ~0.35 s the command takes to start, here).
-    Each rebuild has a table to build afresh: an index nobody declared sits on ``users``.
+    Each rebuild has a table to build afresh: an index nobody declared sits on ``users``. The kill
+    times spread over a whole rebuild's time, measured first on the same file.
     """
     db = tmp_path / "ledger.db"
     write_users(tmp_path / "users.jsonl", 3000)
     import_users(db, tmp_path / "users.jsonl")
-    killed_mid_run = 0
-    for n in range(10):
+
+    def start_rebuild() -> subprocess.Popen[bytes]:
         with closing(sqlite3.connect(db)) as conn:
             conn.execute("CREATE INDEX IF NOT EXISTS users_by_name ON users (name)")
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [VOTE_LEDGER, "rebuild", "--db", str(db)],
             env=cli_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    started = time.monotonic()
+    assert start_rebuild().wait(timeout=60) == 0
+    whole = time.monotonic() - started
+    killed_mid_run = 0
+    for n in range(10):
+        process = start_rebuild()
         try:
-            time.sleep(0.30 + 0.03 * n)
+            time.sleep(whole * (0.2 + 0.08 * n))
             process.send_signal(signal.SIGKILL)
         finally:
             process.kill()
