@@ -64,8 +64,9 @@ async def _misshapen(fetch: Fetch) -> set[str]:
     """The projection tables not defined as ``ddl`` defines them, or carrying an index or a
     trigger of someone else's (a rebuilt table would shed it)."""
     names = list(TABLES)
-    rows = await fetch(
-        f"SELECT type, tbl_name, sql FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(names))})",
+    rows = await fetch(  # SQLite's names ignore case: a table "Users" is the table users
+        "SELECT type, lower(tbl_name), sql FROM sqlite_master"
+        f" WHERE lower(tbl_name) IN ({', '.join('?' * len(names))})",
         names,
     )
     return {

@@ -299,16 +299,17 @@ async def test_a_table_with_the_right_rows_but_a_foreign_shape_is_built_afresh(t
             "CREATE TRIGGER no_new_polls BEFORE INSERT ON polls BEGIN SELECT RAISE(ABORT, 'no'); END"
         )
         conn.execute("ALTER TABLE users RENAME TO users_old")
-        conn.execute("CREATE TABLE users (user_id, email, name, part, team, seq)")  # no constraints
+        conn.execute("CREATE TABLE Users (user_id, email, name, part, team, seq)")  # no constraints
         conn.execute("INSERT INTO users SELECT * FROM users_old")
         conn.execute("DROP TABLE users_old")
+        conn.execute("CREATE INDEX users_by_part ON USERS (part)")  # SQLite's names ignore case
 
     report = await rebuild_file(built.path)
 
     assert report.changes == []
     assert report.rebuilt == ["users", "polls", "ballots"]
     assert {name for kind, name, _ in _schema(built.path) if kind != "table"}.isdisjoint(
-        {"ballots_by_candidate", "no_new_polls"}
+        {"ballots_by_candidate", "no_new_polls", "users_by_part"}
     )
     assert await live_tables(built.path) == rows
     with closing(sqlite3.connect(built.path)) as conn, pytest.raises(sqlite3.IntegrityError):
