@@ -7,10 +7,11 @@ import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import msgspec
 
-from ledger.errors import CorruptEventError
+from ledger.errors import CorruptEventError, LedgerError
 from ledger.events import POLL_STREAMS, user_stream
 from ledger.store import EventStore
 from ledger.writer import GroupCommitWriter
@@ -58,13 +59,30 @@ async def replay_in_two(
     folds the other, each with every poll's events, and the two folds merge into one.
 
     The second fold comes back as msgpack, which costs a tenth of what pickling the state would.
+    Neither half sees the other's positions, so the merge counts them: a missing event fails
+    here, as it fails ``replay``.
     """
     total = (await store.head()).seq
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         theirs = asyncio.get_running_loop().run_in_executor(pool, fold_shard, reopen, total, 1)
         with collector_paused():
-            state = await _fold_shard(store, total, 0, progress)
-            state.merge_shard(_STATE.decode(await theirs))
+            try:
+                state = await _fold_shard(store, total, 0, progress)
+            except BaseException:
+                theirs.cancel()  # its outcome no longer matters (the pool still waits for it)
+                raise
+            try:
+                other = _STATE.decode(await theirs)
+            except BrokenProcessPool as exc:
+                raise LedgerError(f"the second process of the fold stopped: {exc}") from exc
+            state.merge_shard(other)
+    folded = sum(state.events_by_type.values())
+    if folded != total or state.head_seq != total:
+        raise CorruptEventError(
+            f"the log's head is at seq {total}, but {folded} events lie up to it: run the audit"
+        )
+    if progress:
+        progress(total, total)
     return state
 
 

@@ -160,7 +160,13 @@ class LedgerState:
         """Fold one event in at ``seq``, wherever the state stands: for partial folds (time
         travel reads one poll's streams only, so its positions have gaps by design)."""
         handler = _HANDLERS[type(event)]
-        handler(self, seq, event, private)
+        try:
+            handler(self, seq, event, private)
+        except KeyError as exc:  # a log the writer never wrote: an event lost, or one forged
+            raise CorruptEventError(
+                f"seq {seq}: {event.TYPE} names {exc.args[0]!r}, which no event before it created;"
+                " run the audit"
+            ) from None
         self.head_seq, self.head_hash = seq, digest
         self.events_by_type[event.TYPE] = self.events_by_type.get(event.TYPE, 0) + 1
 

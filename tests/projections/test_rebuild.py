@@ -334,6 +334,27 @@ async def test_a_fold_in_two_ends_at_the_last_event_whichever_half_holds_it(
     assert halves.head_seq == built.head + 1
 
 
+@pytest.mark.parametrize("where", ["first", "middle"])
+async def test_a_missing_event_stops_a_fold_in_two_as_it_stops_a_replay(tmp_path: Path, where: str) -> None:
+    """Neither half sees the other's positions: the merge counts them, and an event that names
+    what a missing one created fails in its half."""
+    built = await build_sample(tmp_path / "small.db")
+    seq = 1 if where == "first" else built.head // 2
+    with tamper(built.path) as conn:
+        conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+    expected = {
+        "first": "seq 2: CandidateAdded names 'president', which no event before it created",
+        "middle": f"head is at seq {built.head}, but {built.head - 1} events lie up to it",
+    }[where]
+
+    with pytest.raises(CorruptEventError, match=f"expected seq {seq}, got {seq + 1}"):
+        await replay_file(built.path)
+    with pytest.raises(CorruptEventError, match=expected):
+        await replay_in_two_file(built.path)
+    with pytest.raises(CorruptEventError, match=expected):
+        await rebuild_file(built.path, processes=2)
+
+
 async def test_a_row_whose_stream_column_is_not_its_bodys_stops_a_fold_in_two(tmp_path: Path) -> None:
     """The shards are chosen by the column: a vote filed under a poll's stream would be counted
     by both processes."""
