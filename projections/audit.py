@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -164,7 +165,10 @@ async def audit(
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 rows = asyncio.get_running_loop().run_in_executor(pool, check_rows, reopen, total)
                 report = await _audit(store, total, progress, check_rows=False)
-                failure = await rows
+                try:
+                    failure = await rows
+                except BrokenProcessPool as exc:
+                    raise LedgerError(f"the second process of the audit stopped: {exc}") from exc
             if failure is None or failure.seq is None or not _first(failure, report.failure):
                 return report
             state = report.state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sqlite3
 from contextlib import closing
 from functools import partial
@@ -13,9 +14,11 @@ import pytest
 
 import ledger.sqlite
 from ledger.codec import canonical
-from ledger.errors import NotALedgerError
+from ledger.errors import LedgerError, NotALedgerError
 from ledger.sqlite import SqliteEventStore
+from ledger.store import EventStore
 from projections.audit import audit
+from projections.service import replay_in_two
 from projections.state import collector_paused
 from tests.projections.helpers import (
     Built,
@@ -422,3 +425,21 @@ async def test_a_dropped_projection_table_is_reported_as_a_projections_failure(
     failure = (await audit_file(copy)).failure
     assert failure is not None
     assert failure.check == "projections"
+
+
+async def _die() -> EventStore:
+    """A store opener whose process ends at once, as one killed by the OOM killer would."""
+    os._exit(1)
+
+
+async def test_a_second_process_that_dies_is_one_ledger_error_for_the_audit_and_the_fold(
+    built: Built,
+) -> None:
+    store = await SqliteEventStore.open(built.path, readonly=True)
+    try:
+        with pytest.raises(LedgerError, match="the second process of the audit stopped"):
+            await audit(store, reopen=_die)
+        with pytest.raises(LedgerError, match="the second process of the fold stopped"):
+            await replay_in_two(store, _die)
+    finally:
+        await store.close()
