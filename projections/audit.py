@@ -8,10 +8,6 @@ the rules against the state before it. Then the replayed projections must equal 
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -21,7 +17,7 @@ from ledger.events import Envelope, UserRegistered, decode, reencode
 from ledger.store import EventStore, StoredEvent
 from projections.compare import differences, live_rows
 from projections.rules import expected_version, violation
-from projections.service import Progress, StoreOpener
+from projections.service import Progress, StoreOpener, in_second_process
 from projections.state import LedgerState, PrivateFields, collector_paused
 from projections.tables import state_rows
 
@@ -122,29 +118,21 @@ def _fold_checked(
     state.fold(seq, digest, event, private)
 
 
-def check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None:
+async def _check_rows(store: EventStore, upto: int) -> AuditFailure | None:
     """Run the stateless checks on rows 1 to ``upto``: the first failure, or None.
 
-    It reads through a connection of its own, at its own moment: rows up to ``upto`` read the same
-    as in the audit's snapshot (the log only grows), and private data erased in between is simply
-    not there to check.
+    In the second process it reads through a connection of its own, at its own moment: rows up to
+    ``upto`` read the same as in the audit's snapshot (the log only grows), and private data
+    erased in between is simply not there to check.
     """
-    return asyncio.run(_check_rows(open_store, upto))
-
-
-async def _check_rows(open_store: StoreOpener, upto: int) -> AuditFailure | None:
-    store = await open_store()
     prev, expected = GENESIS_HASH, 1
     try:
-        with collector_paused():  # each chunk's rows would be walked by young collections
-            async for chunk in store.read(upto=upto, inline=True):
-                for event in chunk:
-                    _check_row(event, expected, prev)
-                    prev, expected = event.hash, expected + 1
+        async for chunk in store.read(upto=upto, inline=True):
+            for event in chunk:
+                _check_row(event, expected, prev)
+                prev, expected = event.hash, expected + 1
     except _Failed as failed:
         return failed.failure
-    finally:
-        await store.close()
     return None
 
 
@@ -162,13 +150,9 @@ async def audit(
             total = head.seq
             if reopen is None:
                 return await _audit(store, total, progress, check_rows=True)
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                rows = asyncio.get_running_loop().run_in_executor(pool, check_rows, reopen, total)
+            with in_second_process("audit", reopen, partial(_check_rows, upto=total)) as rows:
                 report = await _audit(store, total, progress, check_rows=False)
-                try:
-                    failure = await rows
-                except BrokenProcessPool as exc:
-                    raise LedgerError(f"the second process of the audit stopped: {exc}") from exc
+                failure = await rows.result()
             if failure is None or failure.seq is None or not _first(failure, report.failure):
                 return report
             state = report.state

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -49,6 +52,56 @@ async def replay(
 StoreOpener = Callable[[], Awaitable[EventStore]]
 """Opens the store again, read-only, in another process (so it must pickle)."""
 
+T = TypeVar("T")
+
+
+class Apart(Generic[T]):
+    """A job running in a second process (``in_second_process``)."""
+
+    def __init__(self, future: asyncio.Future[T], what: str) -> None:
+        self._future = future
+        self._what = what
+
+    async def result(self) -> T:
+        """The job's result; a process that died is a LedgerError, not a traceback."""
+        try:
+            return await self._future
+        except BrokenProcessPool as exc:
+            raise LedgerError(f"the second process of the {self._what} stopped: {exc}") from exc
+
+
+@contextlib.contextmanager
+def in_second_process(
+    what: str, reopen: StoreOpener, job: Callable[[EventStore], Awaitable[T]]
+) -> Iterator[Apart[T]]:
+    """Run ``job`` on the store, opened again in a spawned process (so ``job`` must pickle), while
+    the block does this process's half of the work.
+
+    Leaving the block waits for the process; if the block raised, the job's result is no longer
+    wanted and is cancelled first.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        future = asyncio.get_running_loop().run_in_executor(pool, _run_apart, reopen, job)
+        try:
+            yield Apart(future, what)
+        except BaseException:
+            future.cancel()
+            raise
+
+
+def _run_apart(reopen: StoreOpener, job: Callable[[EventStore], Awaitable[T]]) -> T:
+    return asyncio.run(_with_store(reopen, job))
+
+
+async def _with_store(reopen: StoreOpener, job: Callable[[EventStore], Awaitable[T]]) -> T:
+    store = await reopen()
+    try:
+        with collector_paused():  # bulk work: millions of objects, no cycles
+            return await job(store)
+    finally:
+        await store.close()
+
+
 _STATE = msgspec.msgpack.Decoder(LedgerState)
 
 
@@ -63,21 +116,12 @@ async def replay_in_two(
     here, as it fails ``replay``.
     """
     total = (await store.head()).seq
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        theirs = asyncio.get_running_loop().run_in_executor(pool, fold_shard, reopen, total, 1)
-        with collector_paused():
-            try:
-                state = await _fold_shard(store, total, 0, progress)
-            except BaseException:
-                theirs.cancel()  # its outcome no longer matters (the pool still waits for it)
-                raise
-            try:
-                other = _STATE.decode(await theirs)
-            except BrokenProcessPool as exc:
-                raise LedgerError(f"the second process of the fold stopped: {exc}") from exc
-            state.merge_shard(other)
+    job = partial(_encoded_shard, upto=total, index=1)
+    with in_second_process("fold", reopen, job) as theirs, collector_paused():
+        state = await _fold_shard(store, total, 0, progress)
+        state.merge_shard(_STATE.decode(await theirs.result()))
     folded = sum(state.events_by_type.values())
-    if folded != total or state.head_seq != total:
+    if folded != total:  # positions are unique and none is past the head: none is missing
         raise CorruptEventError(
             f"the log's head is at seq {total}, but {folded} events lie up to it: run the audit"
         )
@@ -86,18 +130,8 @@ async def replay_in_two(
     return state
 
 
-def fold_shard(open_store: StoreOpener, upto: int, index: int) -> bytes:
-    """The fold of shard ``index`` of two, up to ``upto``, in msgpack (run in another process)."""
-    return asyncio.run(_fold_shard_apart(open_store, upto, index))
-
-
-async def _fold_shard_apart(open_store: StoreOpener, upto: int, index: int) -> bytes:
-    store = await open_store()
-    try:
-        with collector_paused():
-            return msgspec.msgpack.encode(await _fold_shard(store, upto, index))
-    finally:
-        await store.close()
+async def _encoded_shard(store: EventStore, upto: int, index: int) -> bytes:
+    return msgspec.msgpack.encode(await _fold_shard(store, upto, index))
 
 
 async def _fold_shard(
