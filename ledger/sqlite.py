@@ -1,5 +1,10 @@
 """The SQLite backend: WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE``, one writer per process.
 
+A store writes through two connections, one at a time under one lock: group-commit batches go to
+a process of its own (``ledger.batch_writer``), whose SQLite work never waits for this process's
+interpreter lock, and multi-step write transactions (a rebuild's tables, a migration) run in a
+thread, where their rows need no copying between processes.
+
 Triggers abort any UPDATE or DELETE on ``events`` and any insert that is not the next link of the
 chain. They are defence in depth only; the hash chain and the audit are what make tampering evident.
 """
@@ -9,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pickle
 import re
 import sqlite3
+import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -21,6 +29,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+from ledger.batch_writer import FRAME, frame
 from ledger.chain import GENESIS_HASH
 from ledger.errors import (
     ConcurrencyError,
@@ -110,37 +119,21 @@ def translate(exc: sqlite3.Error, path: Path) -> LedgerError:
     return StoreUnavailableError(f"{path}: {message}")
 
 
-class _Writer:
-    """The one writer connection of a process, driven from its own thread.
-
-    Every call runs a whole step (a batch, a statement list) in that thread, so a group commit
-    costs one hop between the event loop and the thread, not one per statement.
-    """
+class Connection:
+    """A writer connection's steps, each run whole (a batch, a statement list) by whoever holds it."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
         self.max_variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in the writer thread; driver errors come back as ledger errors.
-
-        A cancelled caller still waits for the thread to finish the step it started, so that the
-        connection is never left mid-step behind its back.
-        """
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await future
-            raise
-        except sqlite3.Error as exc:
-            raise translate(exc, self.path) from exc
 
     def head(self) -> Head:
         return _head(self.conn)
+
+    def hash_at(self, seq: int) -> bytes | None:
+        """The hash of the event at ``seq``, if the log has one there."""
+        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def begin(self) -> Head:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -239,9 +232,135 @@ class _Writer:
         self.commit()
         return []
 
+
+class _Writer(Connection):
+    """A writer connection driven from a thread of this process (multi-step write transactions).
+
+    Every call runs a whole step in that thread, so a step costs one hop between the event loop
+    and the thread, not one per statement.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        super().__init__(conn, path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the writer thread; driver errors come back as ledger errors.
+
+        A cancelled caller still waits for the thread to finish the step it started, so that the
+        connection is never left mid-step behind its back.
+        """
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await future
+            raise
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
     def close(self) -> None:
         self._executor.submit(self.conn.close).result()
         self._executor.shutdown(wait=True)
+
+
+class _BatchWriterGone(StoreUnavailableError):
+    """The batch writer process ended before it answered."""
+
+
+class _BatchWriter:
+    """This process's end of ``ledger.batch_writer``: the connection that commits group-commit batches.
+
+    One request at a time. A process that has ended is started again at the next request.
+    """
+
+    def __init__(self, uri: str, path: Path, busy_timeout_ms: int) -> None:
+        self._args = (uri, str(path), str(busy_timeout_ms))
+        self._path = path
+        self._process: asyncio.subprocess.Process | None = None
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start the process; it opens its connection meanwhile, and the first request waits for it."""
+        env = dict(os.environ)  # the child imports this very package, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ledger.batch_writer", *self._args, env=env,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C meant for the server does not reach it
+            )
+        except OSError as exc:
+            raise StoreUnavailableError(f"{self._path}: the batch writer cannot start: {exc}") from exc
+        self._ready = False
+
+    async def commit_batch(
+        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    ) -> list[StoredEvent]:
+        return cast(list[StoredEvent], await self._request((head, list(events), list(statements))))
+
+    async def close(self) -> None:
+        """Let the process close its connection and end (a process that will not is killed)."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(LedgerError):
+                await self._request(None)
+        await self._reap(patience=BATCH_WRITER_PATIENCE)
+
+    async def _request(self, message: object) -> object:
+        # A cancelled caller does not cut an exchange short: the next one would read its reply.
+        exchange = asyncio.ensure_future(self._exchange(frame(message)))
+        try:
+            return await asyncio.shield(exchange)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await exchange
+            raise
+
+    async def _exchange(self, request: bytes) -> object:
+        async with self._lock:
+            if self._process is None or self._process.returncode is not None:
+                await self._reap()
+                await self.start()
+            process = self._process
+            assert process is not None and process.stdin is not None and process.stdout is not None
+            try:
+                if not self._ready:
+                    _unwrap(await _reply(process.stdout))  # the connection opened, or why not
+                    self._ready = True
+                process.stdin.write(request)
+                await process.stdin.drain()
+                reply = await _reply(process.stdout)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                await self._reap()
+                raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
+            return _unwrap(reply)
+
+    async def _reap(self, patience: float = 0.0) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            try:
+                await asyncio.wait_for(process.wait(), patience)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    process.kill()
+                await process.wait()
+
+
+async def _reply(stdout: asyncio.StreamReader) -> tuple[bool, object]:
+    (size,) = FRAME.unpack(await stdout.readexactly(FRAME.size))
+    reply: tuple[bool, object] = pickle.loads(await stdout.readexactly(size))
+    return reply
+
+
+def _unwrap(reply: tuple[bool, object]) -> object:
+    ok, value = reply
+    if not ok:
+        raise value if isinstance(value, BaseException) else LedgerError(repr(value))
+    return value
 
 
 class SqliteWriteTransaction(WriteTransaction):
@@ -273,6 +392,8 @@ class SqliteWriteTransaction(WriteTransaction):
 
 WRITER_CACHE_KIB = 16 * 1024  # the writer's page cache: the indexes a batch touches stay in memory
 CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
+BATCH_WRITER_PATIENCE = 10.0  # seconds a closing batch writer gets to finish before it is killed
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 _VALUES = re.compile(r"^(INSERT .*? VALUES )(\([?, ]+\))(.*)$", re.DOTALL | re.IGNORECASE)
 
@@ -311,6 +432,7 @@ class SqliteEventStore(EventStore):
         self._write_lock = asyncio.Lock()
         self._data_version: int | None = None
         self._checkpointer: asyncio.Task[None] | None = None
+        self._batches: _BatchWriter | None = None
 
     @classmethod
     async def open(
@@ -354,16 +476,13 @@ class SqliteEventStore(EventStore):
             reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             connections.append(reader)
             await reader.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-            writer = None
+            writer = batches = None
             if not readonly:
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                conn = writer_connection(uri, busy_timeout_ms)
                 connections.append(conn)
-                conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-                # checkpoints run beside the writer (see _checkpoints), not inside its commits
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
                 writer = _Writer(conn, path)
+                batches = _BatchWriter(uri, path, busy_timeout_ms)
+                await batches.start()
         except sqlite3.Error as exc:
             await _close_all(connections)
             raise translate(exc, path) from exc
@@ -372,6 +491,7 @@ class SqliteEventStore(EventStore):
             raise
         store = cls(path, writer, reader, probe)
         if writer is not None:
+            store._batches = batches
             store._checkpointer = asyncio.create_task(store._checkpoints(), name="ledger-checkpoints")
         return store
 
@@ -460,8 +580,15 @@ class SqliteEventStore(EventStore):
         self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
     ) -> list[StoredEvent]:
         writer = self._writable()
+        assert self._batches is not None
         async with self._write_lock:
-            return await writer.run(writer.commit_batch, head, events, statements)
+            try:
+                return await self._batches.commit_batch(head, events, statements)
+            except _BatchWriterGone:
+                # It ended mid-request: whether the batch committed first is for the log to say.
+                if events and await writer.run(writer.hash_at, events[-1].seq) == events[-1].hash:
+                    return []
+                return await self._batches.commit_batch(head, events, statements)
 
     async def probe(self) -> None:
         writer = self._writable()
@@ -560,6 +687,9 @@ class SqliteEventStore(EventStore):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
+        if self._batches is not None:
+            await self._batches.close()
+            self._batches = None
         if self._writer is not None:
             with contextlib.suppress(LedgerError):  # a tidy-up: the next opener checkpoints anyway
                 await self._writer.run(self._writer.conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
@@ -576,6 +706,21 @@ async def _close_all(connections: Sequence[Any]) -> None:
             await conn.close()
         else:
             conn.close()
+
+
+def writer_connection(uri: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection set up to write the log: FULL sync, a large page cache, no checkpoints of its own."""
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        # checkpoints run beside the writers (see _checkpoints), not inside their commits
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _check_or_create_patiently(conn: sqlite3.Connection, path: Path, create: bool, timeout_ms: int) -> None:

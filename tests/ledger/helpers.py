@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
 from ledger.chain import GENESIS_HASH, link
 from ledger.events import PollOpened, UserRegistered, encode
@@ -66,3 +68,33 @@ def assert_chain(events: list[StoredEvent]) -> None:
         assert event.prev_hash == prev, f"seq {event.seq} does not link to the hash before it"
         assert event.hash == link(prev, event.body), f"seq {event.seq} hash does not recompute"
         prev = event.hash
+
+
+async def until_ended(pid: int, timeout: float = 10.0) -> None:
+    """Wait for process ``pid`` to end (an exited process nobody has reaped yet counts as ended)."""
+    for _ in range(int(timeout / 0.02)):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"process {pid} is still running after {timeout} s")
+
+
+def batch_writers(parent: int) -> list[int]:
+    """The ``ledger.batch_writer`` processes that ``parent`` started and that are still running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z" and b"ledger.batch_writer" in command:
+            found.append(int(entry.name))
+    return found

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -14,9 +16,18 @@ import ledger.sqlite
 from ledger.chain import link
 from ledger.errors import NotALedgerError, SchemaTooNewError, StoreUnavailableError
 from ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteEventStore
-from ledger.store import EventStore, Head
+from ledger.store import EventStore, Head, chain
 from tests.ledger.contract import EventStoreContract
-from tests.ledger.helpers import append, assert_chain, poll_event, read_all, user_event, user_events
+from tests.ledger.helpers import (
+    append,
+    assert_chain,
+    batch_writers,
+    poll_event,
+    read_all,
+    until_ended,
+    user_event,
+    user_events,
+)
 
 
 def ledger_file(tmp_path: Path) -> Path:
@@ -359,4 +370,138 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transactio
         rival.execute("ROLLBACK")
     finally:
         rival.close()
+        await store.close()
+
+
+# --- the batch writer process ---------------------------------------------------------------
+
+
+def only_batch_writer() -> int:
+    writers = batch_writers(os.getpid())
+    assert len(writers) == 1, writers
+    return writers[0]
+
+
+async def test_batches_are_committed_in_a_process_that_ends_with_the_store(tmp_path: Path) -> None:
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    try:
+        writer = only_batch_writer()
+        head = await store.head()
+        batch = chain(head, user_events(3))
+        assert await store.commit_batch(head, batch, []) == []
+        assert await read_all(store) == batch
+        assert only_batch_writer() == writer
+    finally:
+        await store.close()
+    await until_ended(writer)
+
+
+async def test_the_batch_writer_ignores_a_stop_signal_meant_for_the_server(tmp_path: Path) -> None:
+    # Ctrl-C and service managers signal the whole process group; the server's shutdown still
+    # commits what is queued, through the same process
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    try:
+        head = await store.head()
+        await store.commit_batch(head, chain(head, user_events(1)), [])  # the process is up
+        writer = only_batch_writer()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(writer, sig)
+            head = await store.head()
+            assert await store.commit_batch(head, chain(head, user_events(1)), []) == []
+        assert only_batch_writer() == writer
+        assert len(await read_all(store)) == 3
+    finally:
+        await store.close()
+
+
+async def test_a_batch_writer_killed_while_idle_is_started_again(tmp_path: Path) -> None:
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    try:
+        first = only_batch_writer()
+        os.kill(first, signal.SIGKILL)
+        await until_ended(first)
+        head = await store.head()
+        batch = chain(head, user_events(2))
+
+        assert await store.commit_batch(head, batch, []) == []
+
+        assert await read_all(store) == batch
+        assert only_batch_writer() != first
+    finally:
+        await store.close()
+
+
+async def test_a_batch_whose_writer_died_before_committing_it_is_committed_once(tmp_path: Path) -> None:
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    try:
+        head = await store.head()
+        await store.commit_batch(head, chain(head, user_events(1)), [])  # the process is up
+        writer = only_batch_writer()
+        os.kill(writer, signal.SIGSTOP)
+        head = await store.head()
+        batch = chain(head, user_events(2))
+        committing = asyncio.create_task(store.commit_batch(head, batch, []))
+        await asyncio.sleep(0.1)  # the batch waits in the stopped process's pipe
+        os.kill(writer, signal.SIGKILL)
+
+        assert await committing == []
+
+        assert (await read_all(store))[1:] == batch
+    finally:
+        await store.close()
+
+
+async def test_a_batch_that_reached_the_log_before_its_writer_died_is_not_committed_again(
+    tmp_path: Path,
+) -> None:
+    # The process can die after its COMMIT and before its answer: the log then holds the batch,
+    # and the caller must hear "committed", not get its own events back as someone else's.
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        head = await store.head()
+        await store.commit_batch(head, chain(head, user_events(1)), [])  # the process is up
+        writer = only_batch_writer()
+        os.kill(writer, signal.SIGSTOP)
+        head = await store.head()
+        batch = chain(head, user_events(2))
+        committing = asyncio.create_task(store.commit_batch(head, batch, []))
+        await asyncio.sleep(0.1)  # the request waits in the pipe...
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # ...as its COMMIT lands
+            conn.executemany(
+                "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [e[:8] for e in batch],
+            )
+        os.kill(writer, signal.SIGKILL)
+
+        assert await committing == []
+
+        assert (await read_all(store))[1:] == batch
+    finally:
+        await store.close()
+
+
+async def test_a_caller_cancelled_mid_batch_leaves_the_writer_in_step(tmp_path: Path) -> None:
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    try:
+        head = await store.head()
+        await store.commit_batch(head, chain(head, user_events(1)), [])
+        writer = only_batch_writer()
+        os.kill(writer, signal.SIGSTOP)
+        head = await store.head()
+        batch = chain(head, user_events(1))
+        committing = asyncio.create_task(store.commit_batch(head, batch, []))
+        await asyncio.sleep(0.1)
+        committing.cancel()
+        os.kill(writer, signal.SIGCONT)
+        with pytest.raises(asyncio.CancelledError):
+            await committing
+
+        assert (await read_all(store))[-1] == batch[0]  # a cancelled caller's batch still commits
+        head = await store.head()
+        later = chain(head, user_events(1))
+        assert await store.commit_batch(head, later, []) == []
+        assert (await read_all(store))[-1] == later[0]
+        assert only_batch_writer() == writer
+    finally:
         await store.close()

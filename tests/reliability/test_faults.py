@@ -28,6 +28,7 @@ import pytest
 
 from ledger.events import VoteCast
 from projections.commands import idempotency_digest
+from tests.ledger.helpers import batch_writers
 from tests.reliability.helpers import (
     Server,
     assert_error_shape,
@@ -300,8 +301,11 @@ def test_healthz_is_503_while_the_disk_is_full(tmp_path: Path) -> None:
 
 
 def _set_file_size_limit(pid: int, limit: str) -> None:
-    # only the soft limit: raising it back needs no privilege (the hard limit stays unlimited)
-    subprocess.run(["prlimit", f"--pid={pid}", f"--fsize={limit}:unlimited"], check=True, capture_output=True)
+    # only the soft limit: raising it back needs no privilege (the hard limit stays unlimited);
+    # the server's batch writer, which commits the votes, is held to it as well
+    for process in (pid, *batch_writers(pid)):
+        subprocess.run(["prlimit", f"--pid={process}", f"--fsize={limit}:unlimited"], check=True,
+                       capture_output=True)
 
 
 def test_io_error_from_a_file_size_limit_answers_503_and_recovers(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import pytest
 
 from ledger.events import Envelope, VoteCast
 from projections.commands import idempotency_digest
+from tests.ledger.helpers import batch_writers, until_ended
 from tests.reliability.helpers import (
     LEADER_CANDIDATES,
     MARATHON_CANDIDATES,
@@ -147,6 +148,8 @@ async def _voter(
 
 
 async def _load_until_killed(server: Server, voters: list[Voter], rnd: Round, number: int) -> None:
+    writers = batch_writers(server.pid)
+    assert writers, "the server runs no batch writer"
     connector = aiohttp.TCPConnector(limit=WORKERS + 4)
     async with aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session:
         await asyncio.gather(*(_log_in(session, server.url, v) for v in voters))
@@ -156,6 +159,8 @@ async def _load_until_killed(server: Server, voters: list[Voter], rnd: Round, nu
     assert rnd.killed, f"only {rnd.acked} votes were acknowledged; the kill point was {rnd.kill_after}"
     server.process.wait(timeout=10)
     assert server.process.returncode == -signal.SIGKILL
+    for writer in writers:  # its input ends with the server: it does not live on beside the next one
+        await until_ended(writer)
 
 
 def _votes_by_seq(log: list[tuple[int, Envelope]]) -> dict[int, VoteCast]:

@@ -1,0 +1,100 @@
+"""The process that commits the group-commit batches of one ledger file.
+
+``SqliteEventStore`` starts it as ``python -m ledger.batch_writer URI PATH BUSY_TIMEOUT_MS`` and
+talks to it over its standard input and output, one request at a time, each a length-prefixed
+pickle: a batch ``(head, events, statements)`` in, ``(True, foreign events)`` or ``(False, error)``
+out, and ``None`` to close. Its SQLite work holds no lock that the server's event loop needs: in a
+thread of the server, every step of a commit waited for the interpreter lock behind the requests the
+loop was serving, and how long a commit takes sets how many votes wait behind it.
+
+It runs in a session of its own, out of reach of a Ctrl-C meant for the server, and ignores SIGINT
+and SIGTERM, which a service manager may send to every process of the service: it ends when the
+store closes it or when its input ends, which is also what happens when the server dies, so it
+never outlives the server by more than the step it is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import sqlite3
+import struct
+import sys
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from ledger.errors import LedgerError
+from ledger.store import Head, Statement, StoredEvent
+
+Batch = tuple[Head, list[StoredEvent], list[Statement]]
+
+FRAME = struct.Struct("<I")  # each message's length, before it
+
+
+def frame(message: object) -> bytes:
+    """A message as it goes down the pipe."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME.pack(len(payload)) + payload
+
+
+def _read(stream: BinaryIO) -> object | None:
+    """The next request, or None when the input has ended."""
+    header = stream.read(FRAME.size)
+    if len(header) < FRAME.size:
+        return None
+    (size,) = FRAME.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        return None
+    request: object = pickle.loads(payload)
+    return request
+
+
+def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replies: BinaryIO) -> None:
+    """Answer requests until told to close or until the input ends."""
+    from ledger.sqlite import Connection, translate, writer_connection
+
+    def reply(message: object) -> None:
+        try:
+            data = frame(message)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # an error that cannot travel
+            data = frame((False, LedgerError(f"the batch writer failed: {message!r} ({exc})")))
+        replies.write(data)
+        replies.flush()
+
+    try:
+        connection = Connection(writer_connection(uri, busy_timeout_ms), path)
+    except sqlite3.Error as exc:
+        reply((False, translate(exc, path)))
+        return
+    reply((True, None))
+    try:
+        while (request := _read(requests)) is not None:
+            try:
+                head, events, statements = cast(Batch, request)
+                outcome: tuple[bool, object] = (True, connection.commit_batch(head, events, statements))
+            except sqlite3.Error as exc:
+                outcome = (False, translate(exc, path))
+            except Exception as exc:  # the caller raises it as its own: a batch fails, not the process
+                outcome = (False, exc)
+            reply(outcome)
+        reply((True, None))
+    finally:
+        connection.conn.close()
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot corrupt the replies
+    uri, path, timeout = argv
+    with contextlib.suppress(BrokenPipeError):  # the store is gone: nobody is left to answer
+        serve(uri, Path(path), int(timeout), sys.stdin.buffer, replies)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
