@@ -126,7 +126,7 @@ class Scenario:
     p99_ms: float
     ratio: float = 0.0
     generator: str = "wrk"
-    cpu_us: float | None = None  # the server's CPU time (all threads) per answered request
+    cpu_us: float | None = None  # the server's CPU time (all threads, and its batch writer) per request
 
 
 def _free_port() -> int:
@@ -222,13 +222,35 @@ async def _aiohttp_load(port: int, tokens: list[str], path: str, connections: in
             "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process so far (None where ``/proc`` does not tell)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (None where it cannot be read)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _service(pid: int) -> list[int]:
+    """A served process and the processes it started (its batch writer)."""
+    children = [
+        int(entry.name) for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None and int(fields[1]) == pid
+    ]
+    return [pid, *children]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a served process and its children so far (None where ``/proc``
+    does not tell)."""
+    total = 0
+    for process in _service(pid):
+        fields = _stat(process)
+        if fields is None:
+            if process == pid:
+                return None
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _drive(port: int, tokens_file: Path, tokens: list[str], name: str, path: str, connections: int,
@@ -428,7 +450,11 @@ async def _build_ledger(db: Path, events: int) -> dict[str, float]:
 
 
 def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
@@ -481,6 +507,8 @@ def ledger_run(events: int, keep: Path | None = None) -> dict[str, Any]:
     try:
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
         figures["serve_rss_mib"] = round(_rss_kib(server.pid) / 1024, 1)
+        helpers = _service(server.pid)[1:]
+        figures["batch_writer_rss_mib"] = round(sum(_rss_kib(p) for p in helpers) / 1024, 1)
     finally:
         _stop(server)
     figures["workdir"] = str(work)

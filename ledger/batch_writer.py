@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ledger.errors import LedgerError
+from ledger.sqlite_steps import Connection, translate, writer_connection
 from ledger.store import Head, Statement, StoredEvent
 
 Batch = tuple[Head, list[StoredEvent], list[Statement]]
@@ -54,8 +55,6 @@ def _read(stream: BinaryIO) -> object | None:
 
 def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer requests until told to close or until the input ends."""
-    from ledger.sqlite import Connection, translate, writer_connection
-
     def reply(message: object) -> None:
         try:
             data = frame(message)

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import pickle
-import re
 import sqlite3
 import sys
 import time
@@ -30,14 +29,19 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from ledger.batch_writer import FRAME, frame
-from ledger.chain import GENESIS_HASH
 from ledger.errors import (
-    ConcurrencyError,
-    CorruptEventError,
     LedgerError,
     NotALedgerError,
     SchemaTooNewError,
     StoreUnavailableError,
+)
+from ledger.sqlite_steps import (
+    SELECT_EVENTS,
+    Connection,
+    head_of,
+    statements_of,
+    translate,
+    writer_connection,
 )
 from ledger.store import (
     BodyRow,
@@ -93,144 +97,11 @@ _SELECT_SHARD = (
     "SELECT e.seq, e.body, e.hash, p.body, e.stream"
     " FROM events e LEFT JOIN private_data p ON p.event_id = e.id"
 )
-_SELECT = (
-    "SELECT e.seq, e.id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash, p.salt, p.body"
-    " FROM events e LEFT JOIN private_data p ON p.event_id = e.id"
-)
 
 
 def _uri(path: Path) -> str:
     """A ``file:`` URI for ``path`` (``?``, ``#`` and ``%`` in names must not reach SQLite raw)."""
     return "file:" + urllib.parse.quote(str(path.resolve()))
-
-
-def _head(conn: sqlite3.Connection) -> Head:
-    row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
-
-
-def translate(exc: sqlite3.Error, path: Path) -> LedgerError:
-    """Map a driver error to the ledger's own error types (the only place that knows sqlite3)."""
-    message = str(exc)
-    if isinstance(exc, sqlite3.IntegrityError):
-        return ConcurrencyError(message)
-    if "not a database" in message or "malformed" in message:
-        return NotALedgerError(f"{path} is not a vote-ledger database ({message})")
-    return StoreUnavailableError(f"{path}: {message}")
-
-
-class Connection:
-    """A writer connection's steps, each run whole (a batch, a statement list) by whoever holds it."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self.conn = conn
-        self.path = path
-        self.max_variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-
-    def head(self) -> Head:
-        return _head(self.conn)
-
-    def hash_at(self, seq: int) -> bytes | None:
-        """The hash of the event at ``seq``, if the log has one there."""
-        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def begin(self) -> Head:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            return self.head()
-        except BaseException:
-            self.rollback()
-            raise
-
-    def read_after(self, seq: int) -> list[StoredEvent]:
-        rows = self.conn.execute(f"{_SELECT} WHERE e.seq > ? ORDER BY e.seq", (seq,)).fetchall()
-        return StoredEvent.from_rows(rows)
-
-    def insert(self, events: Sequence[StoredEvent]) -> None:
-        self.execute([
-            ("INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
-             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-             [(e.seq, e.event_id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash) for e in events]),
-            ("INSERT INTO private_data (event_id, salt, body) VALUES (?, ?, ?)",
-             [(e.event_id, e.private_salt, e.private_body) for e in events if e.private_salt is not None]),
-        ])
-
-    def execute(self, statements: Sequence[Statement]) -> None:
-        """Run each statement for its rows, many rows per call.
-
-        A multi-row ``VALUES`` list makes one call into SQLite where ``executemany`` makes one per
-        row; each call hands the GIL back and forth with the event loop, which costs far more than
-        the insert itself when the loop is busy.
-        """
-        for sql, rows in statements:
-            if not rows:
-                continue
-            head, values, tail = _split_values(sql)
-            if values is None:
-                self.conn.executemany(sql, rows)
-                continue
-            step = max(1, self.max_variables // values.count("?"))
-            for start in range(0, len(rows), step):
-                chunk = rows[start : start + step]
-                self.conn.execute(
-                    head + ", ".join([values] * len(chunk)) + tail,
-                    [value for row in chunk for value in row],
-                )
-
-    def script(self, sql: str) -> None:
-        for statement in _statements(sql):
-            self.conn.execute(statement)
-
-    def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        return [tuple(r) for r in self.conn.execute(sql, params).fetchall()]
-
-    def commit(self) -> None:
-        try:
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.rollback()
-            raise
-
-    def rollback(self) -> None:
-        try:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # SQLite rolls back by itself when a transaction cannot go on
-
-    def probe(self) -> None:
-        """A tiny durable write beside the log: it fails when the disk or the file cannot take one."""
-        self.begin()
-        try:
-            self.conn.execute("CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, n INTEGER)")
-            self.conn.execute("INSERT OR REPLACE INTO write_probe VALUES (1, random())")
-        except BaseException:
-            self.rollback()
-            raise
-        self.commit()
-
-    def commit_batch(
-        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
-    ) -> list[StoredEvent]:
-        current = self.begin()
-        try:
-            if current != head:
-                foreign = self.read_after(head.seq)
-                self.rollback()
-                if current.seq < head.seq or not foreign:
-                    raise CorruptEventError(
-                        f"the log ends at seq {current.seq} but this process has seen seq {head.seq}: "
-                        "the log lost events; run the audit"
-                    )
-                return foreign
-            self.insert(events)
-            self.execute(statements)
-        except BaseException:
-            self.rollback()
-            raise
-        self.commit()
-        return []
 
 
 class _Writer(Connection):
@@ -390,30 +261,9 @@ class SqliteWriteTransaction(WriteTransaction):
         return await self._writer.run(self._writer.fetch_all, sql, params)
 
 
-WRITER_CACHE_KIB = 16 * 1024  # the writer's page cache: the indexes a batch touches stay in memory
 CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
 BATCH_WRITER_PATIENCE = 10.0  # seconds a closing batch writer gets to finish before it is killed
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-
-_VALUES = re.compile(r"^(INSERT .*? VALUES )(\([?, ]+\))(.*)$", re.DOTALL | re.IGNORECASE)
-
-
-def _split_values(sql: str) -> tuple[str, str | None, str]:
-    """``INSERT ... VALUES (?, ?)`` split around its one row of placeholders."""
-    match = _VALUES.match(sql)
-    return (match.group(1), match.group(2), match.group(3)) if match else (sql, None, "")
-
-
-def _statements(script: str) -> list[str]:
-    """Split a DDL script into statements (``executescript`` would commit the transaction)."""
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return [s for s in statements if s]
-
 
 class SqliteEventStore(EventStore):
     """The event log in one SQLite file."""
@@ -498,7 +348,7 @@ class SqliteEventStore(EventStore):
     async def head(self) -> Head:
         # one indexed lookup that takes no lock in WAL mode: cheap enough to run inline
         try:
-            return _head(self._probe)
+            return head_of(self._probe)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 
@@ -510,7 +360,7 @@ class SqliteEventStore(EventStore):
         if stream_prefix is not None:
             # a range on the (stream, version) index: every string that starts with the prefix
             where.append(("e.stream >= ? AND e.stream < ?", (stream_prefix, stream_prefix + "\U0010ffff")))
-        async for rows in self._chunks(_SELECT, after, upto, inline, *where):
+        async for rows in self._chunks(SELECT_EVENTS, after, upto, inline, *where):
             yield StoredEvent.from_rows(rows)
 
     async def read_bodies(
@@ -622,7 +472,7 @@ class SqliteEventStore(EventStore):
         # one consistent view from its first read (the head) until it ends
         try:
             self._probe.execute("BEGIN")
-            head = _head(self._probe)
+            head = head_of(self._probe)
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._probe.execute("ROLLBACK")
@@ -708,21 +558,6 @@ async def _close_all(connections: Sequence[Any]) -> None:
             conn.close()
 
 
-def writer_connection(uri: str, busy_timeout_ms: int) -> sqlite3.Connection:
-    """A connection set up to write the log: FULL sync, a large page cache, no checkpoints of its own."""
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-        # checkpoints run beside the writers (see _checkpoints), not inside their commits
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 def _check_or_create_patiently(conn: sqlite3.Connection, path: Path, create: bool, timeout_ms: int) -> None:
     """``_check_or_create``, retried while other processes hold the locks it needs.
 
@@ -754,7 +589,7 @@ def _check_or_create(conn: sqlite3.Connection, path: Path, create: bool) -> None
         if app_id == 0 and version == 0 and not _has_tables(conn):
             if not create:
                 raise NotALedgerError(f"{path} is an empty database, not a vote-ledger")
-            for statement in _statements(SCHEMA):
+            for statement in statements_of(SCHEMA):
                 conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

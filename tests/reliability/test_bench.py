@@ -43,4 +43,4 @@ def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_untouched_and_emptie
         "users", "polls", "candidates", "ballots", "projection_position"
     ]
     assert figures["rebuild_all_tables_changes"] > figures["users"]
-    assert figures["users"] > 0 and figures["serve_rss_mib"] > 0
+    assert figures["users"] > 0 and figures["serve_rss_mib"] > 0 and figures["batch_writer_rss_mib"] > 0
