@@ -68,7 +68,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 async def fresh_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Catch up with other writers before answering: no answer is staler than ``FRESHNESS`` (1 ms)."""
     ledger = request.app.get(LEDGER)
-    if ledger is not None:
+    if ledger is not None and not ledger.fresh(FRESHNESS):  # most requests: no coroutine to make
         await ledger.refresh(FRESHNESS)
     return await handler(request)
 

@@ -6,7 +6,10 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+
+JSON_TYPE = "application/json; charset=utf-8"
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -17,10 +20,14 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 def json_bytes_response(
     body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """A response for JSON already encoded."""
-    return web.Response(
-        body=body, status=status, headers=headers, content_type="application/json", charset="utf-8"
-    )
+    """A response for JSON already encoded.
+
+    The header is given whole: aiohttp's ``content_type`` and ``charset`` arguments build it
+    through property setters, twice the cost of the rest of the response object.
+    """
+    fields = CIMultiDict(headers) if headers else CIMultiDict()
+    fields[hdrs.CONTENT_TYPE] = JSON_TYPE
+    return web.Response(body=body, status=status, headers=fields)
 
 
 class ResponseCache:

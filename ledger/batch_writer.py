@@ -2,10 +2,11 @@
 
 ``SqliteEventStore`` starts it as ``python -m ledger.batch_writer URI PATH BUSY_TIMEOUT_MS`` and
 talks to it over its standard input and output, one request at a time, each a length-prefixed
-pickle: a batch ``(head, events, statements)`` in, ``(True, foreign events)`` or ``(False, error)``
-out, and ``None`` to close. Its SQLite work holds no lock that the server's event loop needs: in a
-thread of the server, every step of a commit waited for the interpreter lock behind the requests the
-loop was serving, and how long a commit takes sets how many votes wait behind it.
+pickle: a batch ``(head, event rows, statements)`` in, ``(True, foreign event rows)`` or
+``(False, error)`` out, and ``None`` to close. Its SQLite work holds no lock that the server's
+event loop needs: in a thread of the server, every step of a commit waited for the interpreter lock
+behind the requests the loop was serving, and how long a commit takes sets how many votes wait
+behind it.
 
 It runs in a session of its own, out of reach of a Ctrl-C meant for the server, and ignores SIGINT
 and SIGTERM, which a service manager may send to every process of the service: it ends when the
@@ -27,9 +28,9 @@ from typing import BinaryIO, cast
 
 from ledger.errors import LedgerError
 from ledger.sqlite_steps import Connection, translate, writer_connection
-from ledger.store import Head, Statement, StoredEvent
+from ledger.store import Head, Row, Statement, StoredEvent
 
-Batch = tuple[Head, list[StoredEvent], list[Statement]]
+Batch = tuple[tuple[int, bytes], list[Row], list[Statement]]  # a head, event rows, statements
 
 FRAME = struct.Struct("<I")  # each message's length, before it
 
@@ -72,8 +73,9 @@ def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replie
     try:
         while (request := _read(requests)) is not None:
             try:
-                head, events, statements = cast(Batch, request)
-                outcome: tuple[bool, object] = (True, connection.commit_batch(head, events, statements))
+                head, rows, statements = cast(Batch, request)
+                foreign = connection.commit_batch(Head(*head), StoredEvent.from_rows(rows), statements)
+                outcome: tuple[bool, object] = (True, [tuple(e) for e in foreign])
             except sqlite3.Error as exc:
                 outcome = (False, translate(exc, path))
             except Exception as exc:  # the caller raises it as its own: a batch fails, not the process

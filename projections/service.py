@@ -182,6 +182,10 @@ class VoteLedger:
         ledger._writer.start()
         return ledger
 
+    def fresh(self, max_staleness: float) -> bool:
+        """Whether the last check for other processes' appends is recent enough to skip ``refresh``."""
+        return self._catching_up is None and time.monotonic() - self._checked < max_staleness
+
     async def refresh(self, max_staleness: float = 0.0) -> None:
         """Catch up with appends made by other processes (a cheap check when there are none).
 
