@@ -125,7 +125,7 @@ class HS256:
 
     Each signature then costs two hash copies and updates: a quarter of ``hmac.digest``, which
     under OpenSSL 3 looks the algorithm up on every call and lets go of the GIL around it (under
-    load, taking it back means waiting on the ledger's writer thread).
+    load, taking it back meant waiting on whichever other thread held it).
     """
 
     def __init__(self, key: bytes) -> None:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from api.errors import ApiError
 
@@ -74,6 +74,9 @@ async def legacy_fields(request: web.Request) -> dict[str, Any]:
 
 async def json_body(request: web.Request) -> Any:
     """The JSON body of a JSON API request (415 for any other media type)."""
-    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    # the usual header as sent needs no parse: aiohttp's costs 5 µs, more than the rest of a body
+    if request.headers.get(hdrs.CONTENT_TYPE) != "application/json":
+        media_type = request.content_type
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     return _parse_json(_decode(await request.read()))

@@ -121,6 +121,23 @@ async def test_the_json_api_refuses_a_non_json_body_with_415(
     await error_of(await client.post("/api/v1/users", **kwargs), 415)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("media_type", [
+    "application/json", "application/json; charset=utf-8", "Application/JSON", "application/vnd.api+json",
+])
+async def test_the_json_api_takes_json_under_any_spelling_of_its_media_type(
+    client: Client, media_type: str
+) -> None:
+    body, headers = json.dumps(NEW_USER), {"Content-Type": media_type}
+    response = await client.post("/api/v1/users", data=body, headers=headers)
+    assert response.status == 201, await response.text()
+
+
+@pytest.mark.parametrize("media_type", ["application/jsonx", "text/json", "application/json-seq"])
+async def test_the_json_api_refuses_look_alike_media_types(client: Client, media_type: str) -> None:
+    body, headers = json.dumps(NEW_USER), {"Content-Type": media_type}
+    await error_of(await client.post("/api/v1/users", data=body, headers=headers), 415)
+
+
 async def test_a_two_megabyte_body_is_a_413(client: Client) -> None:
     body = io.BytesIO(json.dumps({**NEW_USER, "name": "x" * (2 * 1024 * 1024)}).encode())
     response = await client.post("/api/v1/users", data=body, headers={"Content-Type": "application/json"})
