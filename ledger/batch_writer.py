@@ -2,8 +2,10 @@
 
 ``SqliteEventStore`` starts it as ``python -m ledger.batch_writer URI PATH BUSY_TIMEOUT_MS`` and
 talks to it over its standard input and output, one request at a time, each a length-prefixed
-pickle: a batch ``(head, event rows, statements)`` in, ``(True, foreign event rows)`` or
-``(False, error)`` out, and ``None`` to close. Its SQLite work holds no lock that the server's
+pickle. It first answers ``(True, None)`` once its connection is open (or ``(False, error)`` and
+ends); then ``("batch", head, event rows, statements)`` gets ``(True, foreign event rows)``,
+``("probe",)`` a tiny durable write and ``(True, None)``, any failure ``(False, error)``, and
+``None`` ends it after ``(True, None)``. Its SQLite work holds no lock that the server's
 event loop needs: in a thread of the server, every step of a commit waited for the interpreter lock
 behind the requests the loop was serving, and how long a commit takes sets how many votes wait
 behind it.
@@ -73,9 +75,7 @@ def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replie
     try:
         while (request := _read(requests)) is not None:
             try:
-                head, rows, statements = cast(Batch, request)
-                foreign = connection.commit_batch(Head(*head), StoredEvent.from_rows(rows), statements)
-                outcome: tuple[bool, object] = (True, [tuple(e) for e in foreign])
+                outcome: tuple[bool, object] = (True, _answer(connection, request))
             except sqlite3.Error as exc:
                 outcome = (False, translate(exc, path))
             except Exception as exc:  # the caller raises it as its own: a batch fails, not the process
@@ -86,14 +86,35 @@ def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replie
         connection.conn.close()
 
 
+def _answer(connection: Connection, request: object) -> object:
+    """What one request asks of the connection: a batch (the foreign events it missed) or a probe."""
+    kind, *fields = cast(tuple[object, ...], request)
+    if kind == "batch":
+        head, rows, statements = cast(Batch, fields)
+        foreign = connection.commit_batch(Head(*head), StoredEvent.from_rows(rows), statements)
+        return [tuple(e) for e in foreign]
+    if kind == "probe":
+        connection.probe()
+        return None
+    raise LedgerError(f"the batch writer got an unknown request {kind!r}")
+
+
 def main(argv: list[str]) -> int:
+    """Serve the store that started this process, on standard input and output."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # nothing the server inherited stays open here
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot corrupt the replies
+    try:  # a stray print cannot corrupt the replies
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except OSError:  # no standard error either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     uri, path, timeout = argv
-    with contextlib.suppress(BrokenPipeError):  # the store is gone: nobody is left to answer
+    try:
         serve(uri, Path(path), int(timeout), sys.stdin.buffer, replies)
+    except BrokenPipeError:  # the store is gone: nobody is left to answer
+        with contextlib.suppress(OSError):
+            replies.close()
     return 0
 
 

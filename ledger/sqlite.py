@@ -150,36 +150,48 @@ class _BatchWriter:
         self._args = (uri, str(path), str(busy_timeout_ms))
         self._path = path
         self._process: asyncio.subprocess.Process | None = None
-        self._ready = False
         self._lock = asyncio.Lock()
+        self._closed = False
 
     async def start(self) -> None:
-        """Start the process; it opens its connection meanwhile, and the first request waits for it."""
+        """Start the process and wait until its connection is open (or say why it is not)."""
         env = dict(os.environ)  # the child imports this very package, installed or not
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ledger.batch_writer", *self._args, env=env,
+            # -P: no working directory on its path, where another ``ledger`` could stand
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-P", "-m", "ledger.batch_writer", *self._args, env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C meant for the server does not reach it
             )
         except OSError as exc:
             raise StoreUnavailableError(f"{self._path}: the batch writer cannot start: {exc}") from exc
-        self._ready = False
+        self._process = process
+        try:
+            assert process.stdout is not None
+            _unwrap(await self._reply(process.stdout))  # its connection opened, or why not
+        except BaseException:
+            await self._reap(patience=BATCH_WRITER_PATIENCE)
+            raise
 
     async def commit_batch(
         self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
     ) -> list[StoredEvent]:
         # plain tuples: pickling a named tuple costs a Python call each, three times the whole row
-        batch = ((head.seq, head.hash), [tuple(e) for e in events], list(statements))
+        batch = ("batch", (head.seq, head.hash), [tuple(e) for e in events], list(statements))
         rows = cast(list[Row], await self._request(batch))
         return StoredEvent.from_rows(rows)
+
+    async def probe(self) -> None:
+        """A tiny durable write through the process's connection."""
+        await self._request(("probe",))
 
     async def close(self) -> None:
         """Let the process close its connection and end (a process that will not is killed)."""
         if self._process is not None and self._process.returncode is None:
             with contextlib.suppress(LedgerError):
                 await self._request(None)
+        self._closed = True
         await self._reap(patience=BATCH_WRITER_PATIENCE)
 
     async def _request(self, message: object) -> object:
@@ -194,22 +206,33 @@ class _BatchWriter:
 
     async def _exchange(self, request: bytes) -> object:
         async with self._lock:
+            if self._closed:
+                raise StoreUnavailableError(f"{self._path}: the batch writer is closed")
             if self._process is None or self._process.returncode is not None:
                 await self._reap()
                 await self.start()
             process = self._process
             assert process is not None and process.stdin is not None and process.stdout is not None
             try:
-                if not self._ready:
-                    _unwrap(await _reply(process.stdout))  # the connection opened, or why not
-                    self._ready = True
                 process.stdin.write(request)
                 await process.stdin.drain()
-                reply = await _reply(process.stdout)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            except ConnectionError as exc:
                 await self._reap()
                 raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
-            return _unwrap(reply)
+            return _unwrap(await self._reply(process.stdout))
+
+    async def _reply(self, stdout: asyncio.StreamReader) -> tuple[bool, object]:
+        """The next reply; a process that ends first, or answers what cannot be read, is let go."""
+        try:
+            (size,) = FRAME.unpack(await stdout.readexactly(FRAME.size))
+            reply: tuple[bool, object] = pickle.loads(await stdout.readexactly(size))
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            await self._reap()
+            raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
+        except Exception as exc:  # out of step with it: nothing it says can be trusted any more
+            await self._reap()
+            raise _BatchWriterGone(f"{self._path}: the batch writer answered garbage: {exc!r}") from exc
+        return reply
 
     async def _reap(self, patience: float = 0.0) -> None:
         process, self._process = self._process, None
@@ -222,12 +245,6 @@ class _BatchWriter:
                 with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
                     process.kill()
                 await process.wait()
-
-
-async def _reply(stdout: asyncio.StreamReader) -> tuple[bool, object]:
-    (size,) = FRAME.unpack(await stdout.readexactly(FRAME.size))
-    reply: tuple[bool, object] = pickle.loads(await stdout.readexactly(size))
-    return reply
 
 
 def _unwrap(reply: tuple[bool, object]) -> object:
@@ -266,7 +283,9 @@ class SqliteWriteTransaction(WriteTransaction):
 
 CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
 BATCH_WRITER_PATIENCE = 10.0  # seconds a closing batch writer gets to finish before it is killed
+BATCH_WRITER_ATTEMPTS = 3  # batch writers a batch may outlive before its callers hear "unavailable"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
 
 class SqliteEventStore(EventStore):
     """The event log in one SQLite file."""
@@ -432,26 +451,34 @@ class SqliteEventStore(EventStore):
     async def commit_batch(
         self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
     ) -> list[StoredEvent]:
-        writer = self._writable()
-        assert self._batches is not None
+        writer, batches = self._writable(), self._batch_writer()
         async with self._write_lock:
-            try:
-                return await self._batches.commit_batch(head, events, statements)
-            except _BatchWriterGone:
-                # It ended mid-request: whether the batch committed first is for the log to say.
-                if events and await writer.run(writer.hash_at, events[-1].seq) == events[-1].hash:
-                    return []
-                return await self._batches.commit_batch(head, events, statements)
+            attempts = BATCH_WRITER_ATTEMPTS
+            while True:
+                try:
+                    return await batches.commit_batch(head, events, statements)
+                except _BatchWriterGone:
+                    # It ended mid-request: whether the batch committed first is for the log to say.
+                    if events and await writer.run(writer.hash_at, events[-1].seq) == events[-1].hash:
+                        return []
+                    attempts -= 1
+                    if not attempts:
+                        raise
 
     async def probe(self) -> None:
-        writer = self._writable()
+        batches = self._batch_writer()
         async with self._write_lock:
-            await writer.run(writer.probe)
+            await batches.probe()
 
     def _writable(self) -> _Writer:
         if self._writer is None:
             raise StoreUnavailableError(f"{self.path} is open read-only")
         return self._writer
+
+    def _batch_writer(self) -> _BatchWriter:
+        if self._batches is None:
+            raise StoreUnavailableError(f"{self.path} is open read-only, or closed")
+        return self._batches
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[WriteTransaction]:
@@ -541,7 +568,8 @@ class SqliteEventStore(EventStore):
                 await self._checkpointer
             self._checkpointer = None
         if self._batches is not None:
-            await self._batches.close()
+            async with self._write_lock:  # after the batch in hand, if any
+                await self._batches.close()
             self._batches = None
         if self._writer is not None:
             with contextlib.suppress(LedgerError):  # a tidy-up: the next opener checkpoints anyway

@@ -120,8 +120,8 @@ class Connection:
         """Run each statement for its rows, many rows per call.
 
         A multi-row ``VALUES`` list makes one call into SQLite where ``executemany`` makes one per
-        row; each call hands the GIL back and forth with the event loop, which costs far more than
-        the insert itself when the loop is busy.
+        row, and each call lets go of the interpreter lock and takes it back: in a thread of a busy
+        server, that cost far more than the insert itself.
         """
         for sql, rows in statements:
             if not rows:

@@ -196,7 +196,7 @@ class VoteLedger:
         if self._catching_up is not None:  # another request is folding: its answer is ours
             await asyncio.shield(self._catching_up)
             return
-        if time.monotonic() - self._checked < max_staleness:
+        if self.fresh(max_staleness):
             return
         self._checked = time.monotonic()
         # the usual answers come without a task: nothing committed since the last check, or

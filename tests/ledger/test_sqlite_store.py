@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import sqlite3
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -478,6 +479,67 @@ async def test_a_batch_that_reached_the_log_before_its_writer_died_is_not_commit
 
         assert (await read_all(store))[1:] == batch
     finally:
+        await store.close()
+
+
+async def stop_next_batch_writer(after: int) -> int:
+    """Stop the batch writer that replaces ``after`` as soon as it appears; its pid."""
+    for _ in range(5000):
+        writers = [w for w in batch_writers(os.getpid()) if w != after]
+        if writers:
+            os.kill(writers[0], signal.SIGSTOP)
+            return writers[0]
+        await asyncio.sleep(0.001)
+    raise AssertionError("no new batch writer was started")
+
+
+async def test_a_batch_is_settled_by_the_log_after_each_writer_that_dies_with_it(tmp_path: Path) -> None:
+    # the first writer dies before its COMMIT, the second after it: the caller hears "committed"
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        first = only_batch_writer()
+        os.kill(first, signal.SIGSTOP)
+        head = await store.head()
+        batch = chain(head, user_events(2))
+        committing = asyncio.create_task(store.commit_batch(head, batch, []))
+        await asyncio.sleep(0.1)
+        os.kill(first, signal.SIGKILL)
+        second = await stop_next_batch_writer(first)
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # its COMMIT lands
+            conn.executemany(
+                "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [e[:8] for e in batch],
+            )
+        os.kill(second, signal.SIGKILL)
+
+        assert await committing == []
+
+        assert await read_all(store) == batch
+    finally:
+        await store.close()
+
+
+async def test_a_batch_writer_that_cannot_start_fails_the_open_then_the_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = ledger_file(tmp_path)
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # starts, and ends without a word
+    with pytest.raises(StoreUnavailableError, match="batch writer"):
+        await SqliteEventStore.open(path, create=True)
+    monkeypatch.undo()
+
+    store = await SqliteEventStore.open(path)
+    try:
+        await store.probe()  # a write through the batch writer's connection
+        writer = only_batch_writer()
+        monkeypatch.setattr(sys, "executable", "/bin/false")
+        os.kill(writer, signal.SIGKILL)
+        await until_ended(writer)
+        with pytest.raises(StoreUnavailableError, match="batch writer"):
+            await store.probe()
+    finally:
+        monkeypatch.undo()
         await store.close()
 
 
