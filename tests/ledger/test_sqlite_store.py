@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ import ledger.sqlite
 from ledger.chain import link
 from ledger.errors import NotALedgerError, SchemaTooNewError, StoreUnavailableError
 from ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteEventStore
-from ledger.store import EventStore, Head, chain
+from ledger.store import EventStore, Head, StoredEvent, chain
 from tests.ledger.contract import EventStoreContract
 from tests.ledger.helpers import (
     append,
@@ -383,13 +384,49 @@ def only_batch_writer() -> int:
     return writers[0]
 
 
+async def commit(store: EventStore, count: int) -> list[StoredEvent]:
+    """``count`` registrations committed as one batch at the head; the batch."""
+    head = await store.head()
+    batch = chain(head, user_events(count))
+    assert await store.commit_batch(head, batch, []) == []
+    return batch
+
+
+async def stalled_batch(store: EventStore, writer: int) -> tuple[list[StoredEvent], asyncio.Task[Any]]:
+    """A batch sent to the batch writer after it was stopped: it waits in the pipe, uncommitted."""
+    os.kill(writer, signal.SIGSTOP)
+    head = await store.head()
+    batch = chain(head, user_events(2))
+    committing = asyncio.create_task(store.commit_batch(head, batch, []))
+    await asyncio.sleep(0.1)
+    return batch, committing
+
+
+def land(path: Path, batch: list[StoredEvent]) -> None:
+    """Write ``batch`` into the log from outside, as a batch writer's COMMIT would have."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.executemany(
+            "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [e[:8] for e in batch],
+        )
+
+
+async def next_batch_writer_stopped(after: int) -> int:
+    """Stop the batch writer that replaces ``after`` as soon as it appears; its pid."""
+    for _ in range(5000):
+        writers = [w for w in batch_writers(os.getpid()) if w != after]
+        if writers:
+            os.kill(writers[0], signal.SIGSTOP)
+            return writers[0]
+        await asyncio.sleep(0.001)
+    raise AssertionError("no new batch writer was started")
+
+
 async def test_batches_are_committed_in_a_process_that_ends_with_the_store(tmp_path: Path) -> None:
     store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
     try:
         writer = only_batch_writer()
-        head = await store.head()
-        batch = chain(head, user_events(3))
-        assert await store.commit_batch(head, batch, []) == []
+        batch = await commit(store, 3)
         assert await read_all(store) == batch
         assert only_batch_writer() == writer
     finally:
@@ -402,15 +439,12 @@ async def test_the_batch_writer_ignores_a_stop_signal_meant_for_the_server(tmp_p
     # commits what is queued, through the same process
     store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
     try:
-        head = await store.head()
-        await store.commit_batch(head, chain(head, user_events(1)), [])  # the process is up
         writer = only_batch_writer()
         for sig in (signal.SIGINT, signal.SIGTERM):
             os.kill(writer, sig)
-            head = await store.head()
-            assert await store.commit_batch(head, chain(head, user_events(1)), []) == []
+            await commit(store, 1)
         assert only_batch_writer() == writer
-        assert len(await read_all(store)) == 3
+        assert len(await read_all(store)) == 2
     finally:
         await store.close()
 
@@ -421,10 +455,8 @@ async def test_a_batch_writer_killed_while_idle_is_started_again(tmp_path: Path)
         first = only_batch_writer()
         os.kill(first, signal.SIGKILL)
         await until_ended(first)
-        head = await store.head()
-        batch = chain(head, user_events(2))
 
-        assert await store.commit_batch(head, batch, []) == []
+        batch = await commit(store, 2)
 
         assert await read_all(store) == batch
         assert only_batch_writer() != first
@@ -435,19 +467,13 @@ async def test_a_batch_writer_killed_while_idle_is_started_again(tmp_path: Path)
 async def test_a_batch_whose_writer_died_before_committing_it_is_committed_once(tmp_path: Path) -> None:
     store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
     try:
-        head = await store.head()
-        await store.commit_batch(head, chain(head, user_events(1)), [])  # the process is up
         writer = only_batch_writer()
-        os.kill(writer, signal.SIGSTOP)
-        head = await store.head()
-        batch = chain(head, user_events(2))
-        committing = asyncio.create_task(store.commit_batch(head, batch, []))
-        await asyncio.sleep(0.1)  # the batch waits in the stopped process's pipe
+        batch, committing = await stalled_batch(store, writer)
         os.kill(writer, signal.SIGKILL)
 
         assert await committing == []
 
-        assert (await read_all(store))[1:] == batch
+        assert await read_all(store) == batch
     finally:
         await store.close()
 
@@ -460,37 +486,16 @@ async def test_a_batch_that_reached_the_log_before_its_writer_died_is_not_commit
     path = ledger_file(tmp_path)
     store = await SqliteEventStore.open(path, create=True)
     try:
-        head = await store.head()
-        await store.commit_batch(head, chain(head, user_events(1)), [])  # the process is up
         writer = only_batch_writer()
-        os.kill(writer, signal.SIGSTOP)
-        head = await store.head()
-        batch = chain(head, user_events(2))
-        committing = asyncio.create_task(store.commit_batch(head, batch, []))
-        await asyncio.sleep(0.1)  # the request waits in the pipe...
-        with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # ...as its COMMIT lands
-            conn.executemany(
-                "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [e[:8] for e in batch],
-            )
+        batch, committing = await stalled_batch(store, writer)
+        land(path, batch)
         os.kill(writer, signal.SIGKILL)
 
         assert await committing == []
 
-        assert (await read_all(store))[1:] == batch
+        assert await read_all(store) == batch
     finally:
         await store.close()
-
-
-async def stop_next_batch_writer(after: int) -> int:
-    """Stop the batch writer that replaces ``after`` as soon as it appears; its pid."""
-    for _ in range(5000):
-        writers = [w for w in batch_writers(os.getpid()) if w != after]
-        if writers:
-            os.kill(writers[0], signal.SIGSTOP)
-            return writers[0]
-        await asyncio.sleep(0.001)
-    raise AssertionError("no new batch writer was started")
 
 
 async def test_a_batch_is_settled_by_the_log_after_each_writer_that_dies_with_it(tmp_path: Path) -> None:
@@ -499,18 +504,10 @@ async def test_a_batch_is_settled_by_the_log_after_each_writer_that_dies_with_it
     store = await SqliteEventStore.open(path, create=True)
     try:
         first = only_batch_writer()
-        os.kill(first, signal.SIGSTOP)
-        head = await store.head()
-        batch = chain(head, user_events(2))
-        committing = asyncio.create_task(store.commit_batch(head, batch, []))
-        await asyncio.sleep(0.1)
+        batch, committing = await stalled_batch(store, first)
         os.kill(first, signal.SIGKILL)
-        second = await stop_next_batch_writer(first)
-        with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # its COMMIT lands
-            conn.executemany(
-                "INSERT INTO events (seq, id, type, stream, version, body, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [e[:8] for e in batch],
-            )
+        second = await next_batch_writer_stopped(first)
+        land(path, batch)
         os.kill(second, signal.SIGKILL)
 
         assert await committing == []
@@ -546,24 +543,16 @@ async def test_a_batch_writer_that_cannot_start_fails_the_open_then_the_probe(
 async def test_a_caller_cancelled_mid_batch_leaves_the_writer_in_step(tmp_path: Path) -> None:
     store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
     try:
-        head = await store.head()
-        await store.commit_batch(head, chain(head, user_events(1)), [])
         writer = only_batch_writer()
-        os.kill(writer, signal.SIGSTOP)
-        head = await store.head()
-        batch = chain(head, user_events(1))
-        committing = asyncio.create_task(store.commit_batch(head, batch, []))
-        await asyncio.sleep(0.1)
+        batch, committing = await stalled_batch(store, writer)
         committing.cancel()
         os.kill(writer, signal.SIGCONT)
         with pytest.raises(asyncio.CancelledError):
             await committing
 
-        assert (await read_all(store))[-1] == batch[0]  # a cancelled caller's batch still commits
-        head = await store.head()
-        later = chain(head, user_events(1))
-        assert await store.commit_batch(head, later, []) == []
-        assert (await read_all(store))[-1] == later[0]
+        assert await read_all(store) == batch  # a cancelled caller's batch still commits
+        later = await commit(store, 1)
+        assert await read_all(store) == batch + later
         assert only_batch_writer() == writer
     finally:
         await store.close()
