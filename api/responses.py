@@ -23,7 +23,7 @@ def json_bytes_response(
     """A response for JSON already encoded.
 
     The header is given whole: aiohttp's ``content_type`` and ``charset`` arguments build it
-    through property setters, twice the cost of the rest of the response object.
+    through property setters, which cost as much again as the rest of the response object.
     """
     fields = CIMultiDict(headers) if headers else CIMultiDict()
     fields[hdrs.CONTENT_TYPE] = JSON_TYPE

@@ -188,11 +188,14 @@ class _BatchWriter:
 
     async def close(self) -> None:
         """Let the process close its connection and end (a process that will not is killed)."""
-        if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(LedgerError):
-                await self._request(None)
-        self._closed = True
-        await self._reap(patience=BATCH_WRITER_PATIENCE)
+        async with self._lock:  # after the request in hand, if any
+            self._closed = True
+            process = self._process
+            if process is not None and process.returncode is None and process.stdin is not None:
+                with contextlib.suppress(ConnectionError):  # already gone: nothing to tell it
+                    process.stdin.write(frame(None))
+                    await process.stdin.drain()
+            await self._reap(patience=BATCH_WRITER_PATIENCE)
 
     async def _request(self, message: object) -> object:
         # A cancelled caller does not cut an exchange short: the next one would read its reply.
