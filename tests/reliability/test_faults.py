@@ -3,7 +3,8 @@ acknowledged that was not committed, and recovery without a restart once the fau
 
 Faults injected: the write lock held by another process past the busy timeout; a full disk (a small
 tmpfs filled to the last byte); a file-size limit on the running process (every write that grows a file
-fails with EFBIG, which SQLite reports as a disk I/O error); a read-only file system at start-up.
+fails with EFBIG, which SQLite reports as a disk I/O error); a read-only file system at start-up; the
+batch writer process killed again and again while votes are in flight.
 Tests run as root, where ``chmod 0444`` does not stop writes, and a file system cannot be remounted
 read-only while the service holds its files open for writing (EBUSY), so "read-only" is tested at start.
 """
@@ -15,8 +16,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -230,6 +233,43 @@ def test_write_lock_held_past_the_busy_timeout_answers_503_and_recovers(tmp_path
         finally:
             holder.close()  # rolls back and releases the lock
         _recover(server, fx, writes)
+        _finish(server, fx.db)
+
+
+def test_batch_writers_killed_under_load_lose_and_double_nothing(tmp_path: Path) -> None:
+    # Each batch writer is killed a few milliseconds into its life, again and again, while the
+    # writes are in flight: every write is answered 2xx (in the ledger once) or 503 (not in it)
+    fx = _prepare(tmp_path, tmp_path / "ledger.db")
+    with serving(fx.db, config=fx.config, log=fx.logs / "serve.log") as server:
+        writes = _writes(server, fx, "killed")
+        stop, killed = threading.Event(), set()
+
+        def killer() -> None:
+            while not stop.is_set():
+                for pid in batch_writers(server.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.add(pid)
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        try:
+            asyncio.run(_send_all(server.url, writes))
+        finally:
+            stop.set()
+            thread.join()
+        assert killed
+        for w in writes:
+            if not 200 <= w.status < 300:
+                assert w.status == 503, (w.name, w.status, w.answer)
+                assert assert_error_shape(w.status, w.answer, allow_5xx=True)["code"] == "unavailable"
+        _check_nothing_refused_landed(fx.db, writes)
+        refused = [w for w in writes if w.status == 503]  # none of them landed: each may be sent again
+        asyncio.run(_send_all(server.url, refused))
+        assert all(200 <= w.status < 300 for w in writes), [(w.name, w.status) for w in refused]
+        _check_nothing_refused_landed(fx.db, writes)
+        assert "Traceback" not in server.log_text()
         _finish(server, fx.db)
 
 
