@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import pickle
+import site
 import sqlite3
 import sys
 import time
@@ -155,8 +156,9 @@ class _BatchWriter:
 
     async def start(self) -> None:
         """Start the process and wait until its connection is open (or say why it is not)."""
-        env = dict(os.environ)  # the child imports this very package, installed or not
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        env = dict(os.environ)
+        if _PACKAGE_ROOT not in site.getsitepackages():  # a checkout: the child imports this very one
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         try:
             # -P: no working directory on its path, where another ``ledger`` could stand
             process = await asyncio.create_subprocess_exec(
