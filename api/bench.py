@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ import jwt
 from api.settings import child_environment
 from ledger.sqlite import SqliteEventStore
 from projections.audit import audit
+from projections.model import User
 from projections.service import replay
 from projections.state import LedgerState
 from projections.tables import TABLES
@@ -295,10 +297,14 @@ async def _replayed(db: Path) -> LedgerState:
 
 def _tokens(state: LedgerState) -> list[str]:
     """One token per user, as the service would issue it."""
+    return _tokens_of(state.users.values())
+
+
+def _tokens_of(users: Iterable[User]) -> list[str]:
     now = int(time.time())
     return [
         jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": now + 3600}, SECRET, "HS256")
-        for u in state.users.values()
+        for u in users
     ]
 
 
@@ -449,6 +455,13 @@ async def _build_ledger(db: Path, events: int) -> dict[str, float]:
     return {"appends_per_s_one_at_a_time": round(one_at_a_time), "appends_per_s_group_commit": round(grouped)}
 
 
+def _resident(pid: int, suffix: str) -> dict[str, float]:
+    """The resident sizes of a served process and of its batch writer, in MiB."""
+    helpers = _service(pid)[1:]
+    return {f"serve_rss_mib{suffix}": round(_rss_kib(pid) / 1024, 1),
+            f"batch_writer_rss_mib{suffix}": round(sum(_rss_kib(p) for p in helpers) / 1024, 1)}
+
+
 def _rss_kib(pid: int) -> int:
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -465,8 +478,12 @@ async def _empty_projections(store: SqliteEventStore) -> None:
         await tx.execute_script("\n".join(f"DELETE FROM {name};" for name in TABLES))
 
 
-def ledger_run(events: int, keep: Path | None = None) -> dict[str, Any]:
-    """Append rates, audit and rebuild speed on an ``events``-event ledger, and the server's memory."""
+VOTERS_AFTER_START = 100_000
+
+
+def ledger_run(events: int, keep: Path | None = None, votes_seconds: float = 5.0) -> dict[str, Any]:
+    """Append rates, audit and rebuild speed on an ``events``-event ledger, and the server's memory
+    after start-up and after ``votes_seconds`` of votes by distinct users."""
     from projections.rebuild import rebuild
 
     work = Path(tempfile.mkdtemp(prefix="vote-ledger-bench-")) if keep is None else keep
@@ -492,6 +509,7 @@ def ledger_run(events: int, keep: Path | None = None) -> dict[str, Any]:
     seconds, report = asyncio.run(timed(True, audit))
     figures.update(audit_one_process_passed=report.ok,
                    audit_one_process_events_per_s=round(total / seconds))
+    voters = list(report.state.users.values())[:VOTERS_AFTER_START]
     del report  # and its fold: what follows starts from a heap as small as the commands' own
     seconds, rebuilt = asyncio.run(timed(False, partial(rebuild, reopen=reopen)))  # as `vote-ledger rebuild`
     figures.update(rebuild_events_per_s=round(total / seconds), rebuild_changes=len(rebuilt.changes))
@@ -506,9 +524,15 @@ def ledger_run(events: int, keep: Path | None = None) -> dict[str, Any]:
     server = _serve(_command("serve", "--port", str(port), "--config", str(polls)), _env(db), port)
     try:
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
-        figures["serve_rss_mib"] = round(_rss_kib(server.pid) / 1024, 1)
-        helpers = _service(server.pid)[1:]
-        figures["batch_writer_rss_mib"] = round(sum(_rss_kib(p) for p in helpers) / 1024, 1)
+        figures.update(_resident(server.pid, ""))
+        # then votes by up to 100k distinct users, as a busy vote would bring: what memory grows
+        tokens = _tokens_of(voters)
+        tokens_file = work / "tokens.txt"
+        tokens_file.write_text("\n".join(tokens) + "\n")
+        voted = _drive(port, tokens_file, tokens, "votes", "/vote?id=1", 64, votes_seconds, method="GET",
+                       pid=server.pid)
+        figures["votes_after_start"] = voted.ok
+        figures.update(_resident(server.pid, "_after_votes"))
     finally:
         _stop(server)
     figures["workdir"] = str(work)

@@ -278,7 +278,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     workdir = Path(args.workdir) if args.workdir else None
     if args.ledger:
-        figures = bench.ledger_run(args.ledger, workdir)
+        figures = bench.ledger_run(args.ledger, workdir, args.duration)
         print(json.dumps(figures, indent=2))
         passed = figures["audit_passed"] and figures["audit_one_process_passed"]
         return 0 if passed and not figures["rebuild_changes"] else 1
@@ -322,11 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.set_defaults(run=cmd_bench)
     bench_cmd.add_argument("--users", type=int, default=60_000, help="distinct voters (default 60000)")
     bench_cmd.add_argument("--connections", type=int, default=64)
-    bench_cmd.add_argument("--duration", type=float, default=5.0, help="seconds per scenario")
+    bench_cmd.add_argument("--duration", type=float, default=5.0,
+                           help="seconds per scenario (with --ledger: of votes after start-up)")
     bench_cmd.add_argument("--workdir", help="keep the ledger and files here")
     bench_cmd.add_argument("--ledger", type=int, metavar="EVENTS",
                            help="instead: append rates, audit and rebuild speed and server memory "
-                                "on a ledger of this many events")
+                                "(after start-up and after votes) on a ledger of this many events")
     bench_cmd.add_argument("--json", action="store_true")
 
     users = commands.add_parser("users", help="user commands").add_subparsers(

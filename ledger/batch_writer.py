@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ledger.errors import LedgerError
-from ledger.sqlite_steps import Connection, translate, writer_connection
+from ledger.sqlite_steps import BATCH_CACHE_KIB, Connection, translate, writer_connection
 from ledger.store import Head, Row, Statement, StoredEvent
 
 Batch = tuple[tuple[int, bytes], list[Row], list[Statement]]  # a head, event rows, statements
@@ -67,7 +67,7 @@ def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replie
         replies.flush()
 
     try:
-        connection = Connection(writer_connection(uri, busy_timeout_ms), path)
+        connection = Connection(writer_connection(uri, busy_timeout_ms, BATCH_CACHE_KIB), path)
     except sqlite3.Error as exc:
         reply((False, translate(exc, path)))
         return

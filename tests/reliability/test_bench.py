@@ -31,7 +31,7 @@ def test_the_http_benchmark_runs_every_scenario_and_its_tallies_match(tmp_path: 
 def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_untouched_and_emptied_tables(
     tmp_path: Path,
 ) -> None:
-    done = run_cli("bench", "--ledger", "3000", "--workdir", str(tmp_path), timeout=300)
+    done = run_cli("bench", "--ledger", "3000", "--duration", "1", "--workdir", str(tmp_path), timeout=300)
 
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
@@ -44,3 +44,5 @@ def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_untouched_and_emptie
     ]
     assert figures["rebuild_all_tables_changes"] > figures["users"]
     assert figures["users"] > 0 and figures["serve_rss_mib"] > 0 and figures["batch_writer_rss_mib"] > 0
+    assert figures["votes_after_start"] > 0  # votes by distinct users, then the memory again
+    assert figures["serve_rss_mib_after_votes"] > 0 and figures["batch_writer_rss_mib_after_votes"] > 0
