@@ -1,6 +1,6 @@
 """The process that commits the group-commit batches of one ledger file.
 
-``SqliteEventStore`` starts it as ``python -m ledger.batch_writer URI PATH BUSY_TIMEOUT_MS`` and
+``SqliteEventStore`` starts it (``main(URI, PATH, BUSY_TIMEOUT_MS)`` in a new interpreter) and
 talks to it over its standard input and output, one request at a time, each a length-prefixed
 pickle. It first answers ``(True, None)`` once its connection is open (or ``(False, error)`` and
 ends); then ``("batch", head, event rows, statements)`` gets ``(True, foreign event rows)``,

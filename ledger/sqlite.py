@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import pickle
 import site
 import sqlite3
@@ -156,13 +155,10 @@ class _BatchWriter:
 
     async def start(self) -> None:
         """Start the process and wait until its connection is open (or say why it is not)."""
-        env = dict(os.environ)
-        if _PACKAGE_ROOT not in site.getsitepackages():  # a checkout: the child imports this very one
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         try:
             # -P: no working directory on its path, where another ``ledger`` could stand
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-P", "-m", "ledger.batch_writer", *self._args, env=env,
+                sys.executable, "-P", "-c", _LAUNCH, _CHECKOUT, *self._args,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C meant for the server does not reach it
             )
@@ -290,6 +286,12 @@ CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
 BATCH_WRITER_PATIENCE = 10.0  # seconds a closing batch writer gets to finish before it is killed
 BATCH_WRITER_ATTEMPTS = 3  # batch writers a batch may outlive before its callers hear "unavailable"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_CHECKOUT = "" if _PACKAGE_ROOT in site.getsitepackages() else _PACKAGE_ROOT
+"""Where this package stands when it is not installed: the batch writer imports this very one."""
+_LAUNCH = (
+    "import sys; sys.path[:0] = [p for p in sys.argv[1:2] if p]; "
+    "from ledger.batch_writer import main; sys.exit(main(sys.argv[2:]))"
+)
 
 
 class SqliteEventStore(EventStore):
