@@ -295,12 +295,8 @@ async def _replayed(db: Path) -> LedgerState:
         await store.close()
 
 
-def _tokens(state: LedgerState) -> list[str]:
+def _tokens(users: Iterable[User]) -> list[str]:
     """One token per user, as the service would issue it."""
-    return _tokens_of(state.users.values())
-
-
-def _tokens_of(users: Iterable[User]) -> list[str]:
     now = int(time.time())
     return [
         jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": now + 3600}, SECRET, "HS256")
@@ -337,7 +333,7 @@ def run(users: int, connections: int, duration: float, keep: Path | None = None)
                    stdout=subprocess.DEVNULL)
     subprocess.run(_command("users", "import", str(people)), env=env, check=True, stdout=subprocess.DEVNULL)
     import_seconds = time.perf_counter() - started
-    tokens = _tokens(asyncio.run(_replayed(db)))
+    tokens = _tokens(asyncio.run(_replayed(db)).users.values())
     tokens_file = work / "tokens.txt"
     tokens_file.write_text("\n".join(tokens) + "\n")
 
@@ -526,7 +522,7 @@ def ledger_run(events: int, keep: Path | None = None, votes_seconds: float = 5.0
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
         figures.update(_resident(server.pid, ""))
         # then votes by up to 100k distinct users, as a busy vote would bring: what memory grows
-        tokens = _tokens_of(voters)
+        tokens = _tokens(voters)
         tokens_file = work / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
         voted = _drive(port, tokens_file, tokens, "votes", "/vote?id=1", 64, votes_seconds, method="GET",

@@ -116,7 +116,3 @@ def main(argv: list[str]) -> int:
         with contextlib.suppress(OSError):
             replies.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
