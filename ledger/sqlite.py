@@ -140,15 +140,22 @@ class _BatchWriterGone(StoreUnavailableError):
     """The batch writer process ended before it answered."""
 
 
+class _BatchWriterHung(_BatchWriterGone):
+    """The batch writer process did not answer in time, and was killed."""
+
+
 class _BatchWriter:
     """This process's end of ``ledger.batch_writer``: the connection that commits group-commit batches.
 
-    One request at a time. A process that has ended is started again at the next request.
+    One request at a time. A process that has ended is started again at the next request; one that
+    does not answer within the busy timeout and ``BATCH_WRITER_PATIENCE`` more is killed.
     """
 
     def __init__(self, uri: str, path: Path, busy_timeout_ms: int) -> None:
         self._args = (uri, str(path), str(busy_timeout_ms))
         self._path = path
+        # a request may first wait that long for another process's write lock
+        self._answer_within = busy_timeout_ms / 1000 + BATCH_WRITER_PATIENCE
         self._process: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -220,7 +227,15 @@ class _BatchWriter:
             except ConnectionError as exc:
                 await self._reap()
                 raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
-            return _unwrap(await self._reply(process.stdout))
+            try:
+                async with asyncio.timeout(self._answer_within):
+                    reply = await self._reply(process.stdout)
+            except TimeoutError:
+                await self._reap()  # stopped, or stuck on the disk: its lock goes with it
+                raise _BatchWriterHung(
+                    f"{self._path}: the batch writer did not answer within {self._answer_within:g} s"
+                ) from None
+            return _unwrap(reply)
 
     async def _reply(self, stdout: asyncio.StreamReader) -> tuple[bool, object]:
         """The next reply; a process that ends first, or answers what cannot be read, is let go."""
@@ -283,7 +298,9 @@ class SqliteWriteTransaction(WriteTransaction):
 
 
 CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
-BATCH_WRITER_PATIENCE = 10.0  # seconds a closing batch writer gets to finish before it is killed
+BATCH_WRITER_PATIENCE = 10.0
+"""Seconds a batch writer gets to answer beyond the busy timeout, or to finish once closed, before
+it is killed."""
 BATCH_WRITER_ATTEMPTS = 3  # batch writers a batch may outlive before its callers hear "unavailable"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _CHECKOUT = "" if _PACKAGE_ROOT in site.getsitepackages() else _PACKAGE_ROOT
@@ -464,12 +481,13 @@ class SqliteEventStore(EventStore):
             while True:
                 try:
                     return await batches.commit_batch(head, events, statements)
-                except _BatchWriterGone:
+                except _BatchWriterGone as gone:
                     # It ended mid-request: whether the batch committed first is for the log to say.
                     if events and await writer.run(writer.hash_at, events[-1].seq) == events[-1].hash:
                         return []
                     attempts -= 1
-                    if not attempts:
+                    # after a hang the callers have waited long enough: another would hang as long
+                    if not attempts or isinstance(gone, _BatchWriterHung):
                         raise
 
     async def probe(self) -> None:

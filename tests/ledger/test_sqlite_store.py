@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -500,6 +501,38 @@ async def test_a_batch_is_settled_by_the_log_after_each_writer_that_dies_with_it
 
         assert await read_all(store) == batch
     finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["before-its-commit", "after-its-commit"])
+async def test_a_batch_writer_that_does_not_answer_in_time_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    # A stopped (or stuck) writer would hold every later batch back: after the busy timeout and
+    # its patience it is killed, the log settles its batch, and the next batch gets a new writer.
+    monkeypatch.setattr(ledger.sqlite, "BATCH_WRITER_PATIENCE", 0.4)
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True, busy_timeout_ms=100)
+    try:
+        writer = only_batch_writer()
+        batch, committing = await stalled_batch(store, writer)
+        if landed:
+            land(path, batch)
+
+        answered, _ = await asyncio.wait([committing], timeout=5)
+
+        assert answered, "the stopped batch writer held its batch back"
+        if landed:
+            assert committing.result() == []
+        else:
+            with pytest.raises(StoreUnavailableError, match=r"did not answer within 0\.5 s"):
+                committing.result()
+        await until_ended(writer)
+        later = await commit(store, 1)
+        assert await read_all(store) == (batch if landed else []) + later
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # let a writer that was not killed finish
+            os.kill(writer, signal.SIGCONT)
         await store.close()
 
 
