@@ -79,4 +79,13 @@ async def json_body(request: web.Request) -> Any:
         media_type = request.content_type
         if media_type != "application/json" and not media_type.endswith("+json"):
             raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    return _parse_json(_decode(await request.read()))
+    return _parse_json(_decode(await _body(request)))
+
+
+async def _body(request: web.Request) -> bytes:
+    """The whole body. A small one that came with the headers is taken as it lies in the buffer:
+    ``request.read()`` awaits two reads for it, which cost a vote 3 µs of the event loop's time."""
+    content = request.content
+    if content.is_eof() and content.total_bytes <= request.client_max_size:
+        return content.read_nowait()
+    return await request.read()  # reads the rest, and answers 413 past the limit
