@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling")
     bench_cmd.set_defaults(run=cmd_bench)
-    bench_cmd.add_argument("--users", type=int, default=60_000, help="distinct voters (default 60000)")
+    bench_cmd.add_argument("--users", type=int,
+                           help="distinct voters (default: 30,000 per second of --duration)")
     bench_cmd.add_argument("--connections", type=int, default=64)
     bench_cmd.add_argument("--duration", type=float, default=5.0,
                            help="seconds per scenario (with --ledger: of votes after start-up)")

@@ -24,6 +24,8 @@ def test_the_http_benchmark_runs_every_scenario_and_its_tallies_match(tmp_path: 
                      "POST /api/v1/polls/{id}/votes", "bare aiohttp (ceiling, again)"]
     for scenario in figures["scenarios"]:
         assert scenario["ok"] > 0 and scenario["rps"] > 0, scenario
+    # 300 voters are spent within the second: the report must say those rates are lower bounds
+    assert [s["voters_ran_out"] for s in figures["scenarios"]] == [False, False, True, True, False]
     assert figures["tallies_match"] and figures["audit_passed"]
     assert figures["acknowledged"]["bench-legacy"] > 0 and figures["acknowledged"]["bench-json"] > 0
 
