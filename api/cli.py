@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import os
@@ -239,7 +240,8 @@ YOUNG_COLLECTION_THRESHOLD = 10_000  # net new container objects between two you
 
 
 async def _settle_heap(app: object) -> None:
-    """The replayed state lives as long as the process: take it out of the collector's rounds.
+    """The replayed state lives as long as the process: take it out of the collector's rounds,
+    and give the memory the replay freed back to the system.
 
     Otherwise every full collection walks millions of long-lived objects while requests wait.
     Young collections come after 10,000 new objects rather than 700: under votes each took about
@@ -248,6 +250,17 @@ async def _settle_heap(app: object) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc's allocator keeps them otherwise: a
+    million-event replay leaves 7 MiB of them behind its rows and bodies)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except AttributeError:  # another C library: nothing to do
+        return
+    trim(0)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

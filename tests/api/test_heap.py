@@ -1,10 +1,19 @@
-"""The served process's heap once the ledger is replayed: frozen, with young collections spaced out."""
+"""The served process's heap once the ledger is replayed: frozen, with young collections spaced out,
+and the pages the replay freed given back."""
 
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 from api.cli import YOUNG_COLLECTION_THRESHOLD, _settle_heap
+
+
+def resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 async def test_the_replayed_heap_is_frozen_and_young_collections_are_spaced_out() -> None:
@@ -17,3 +26,19 @@ async def test_the_replayed_heap_is_frozen_and_young_collections_are_spaced_out(
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_the_pages_a_replay_freed_are_given_back() -> None:
+    # 100 MB of bodies, 1 % of them kept, spread over it: the freed pages stay resident until trimmed
+    bodies = [bytes(1000) for _ in range(100_000)]
+    kept = bodies[::100]
+    del bodies
+    thresholds, before = gc.get_threshold(), resident_mib()
+    try:
+        await _settle_heap(None)
+
+        assert before - resident_mib() > 50, (before, resident_mib())
+        assert len(kept) == 1000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
