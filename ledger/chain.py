@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
-GENESIS_HASH = bytes(32)
+from ledger.store import GENESIS_HASH, Head, NewEvent, StoredEvent
+
+__all__ = ["GENESIS_HASH", "chain", "commitment", "link"]
 
 
 def link(prev_hash: bytes, body: bytes) -> bytes:
@@ -15,3 +18,19 @@ def link(prev_hash: bytes, body: bytes) -> bytes:
 def commitment(salt: bytes, private_body: bytes) -> str:
     """The salted commitment that binds a private-data row to its event: hex SHA-256(salt || body)."""
     return hashlib.sha256(salt + private_body).hexdigest()
+
+
+def chain(head: Head, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    """The rows ``events`` become when appended after ``head``: positions and hashes."""
+    stored: list[StoredEvent] = []
+    seq, prev = head.seq, head.hash
+    for event in events:
+        seq += 1
+        digest = link(prev, event.body)
+        private = event.private
+        stored.append(StoredEvent(
+            seq, event.event_id, event.type, event.stream, event.version, event.body, prev, digest,
+            private.salt if private else None, private.body if private else None,
+        ))
+        prev = digest
+    return stored

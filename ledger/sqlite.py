@@ -29,6 +29,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from ledger.batch_writer import FRAME, frame
+from ledger.chain import chain
 from ledger.errors import (
     LedgerError,
     NotALedgerError,
@@ -53,7 +54,6 @@ from ledger.store import (
     Statement,
     StoredEvent,
     WriteTransaction,
-    chain,
 )
 
 T = TypeVar("T")

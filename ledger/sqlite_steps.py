@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.chain import GENESIS_HASH
 from ledger.errors import (
     ConcurrencyError,
     CorruptEventError,
@@ -20,7 +19,7 @@ from ledger.errors import (
     NotALedgerError,
     StoreUnavailableError,
 )
-from ledger.store import Head, Row, Statement, StoredEvent
+from ledger.store import GENESIS_HASH, Head, Row, Statement, StoredEvent
 
 WRITER_CACHE_KIB = 16 * 1024  # a multi-step writer's page cache: a rebuild's tables stay in memory
 BATCH_CACHE_KIB = 4 * 1024

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
-from ledger.chain import link
+GENESIS_HASH = bytes(32)
+"""The hash before the first event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +82,6 @@ BodyRow = tuple[int, bytes, bytes, bytes | None]
 ShardRow = tuple[int, bytes, bytes, bytes | None, str]
 """An event as a fold of one shard reads it: a ``BodyRow`` and the row's stream column."""
 Statement = tuple[str, Sequence[Row]]  # SQL with ``?`` placeholders, run once per row
-
-
-def chain(head: Head, events: Sequence[NewEvent]) -> list[StoredEvent]:
-    """The rows ``events`` become when appended after ``head``: positions and hashes."""
-    stored: list[StoredEvent] = []
-    seq, prev = head.seq, head.hash
-    for event in events:
-        seq += 1
-        digest = link(prev, event.body)
-        private = event.private
-        stored.append(StoredEvent(
-            seq, event.event_id, event.type, event.stream, event.version, event.body, prev, digest,
-            private.salt if private else None, private.body if private else None,
-        ))
-        prev = digest
-    return stored
 
 
 class WriteTransaction(abc.ABC):

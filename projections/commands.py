@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ledger.chain import commitment
+from ledger.chain import chain, commitment
 from ledger.errors import EncodingError
 from ledger.events import (
     CandidateAdded,
@@ -26,7 +26,7 @@ from ledger.events import (
     encode,
 )
 from ledger.ids import uuid7, uuid7_hex
-from ledger.store import Head, NewEvent, PrivateData, StoredEvent, chain
+from ledger.store import Head, NewEvent, PrivateData, StoredEvent
 from ledger.writer import Decision
 from projections.errors import DomainError, IdempotencyConflictError, InvalidValueError, PollConfigError
 from projections.overlay import scratch, touched

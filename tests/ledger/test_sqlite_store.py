@@ -8,6 +8,7 @@ import hashlib
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -16,10 +17,10 @@ from typing import Any
 import pytest
 
 import ledger.sqlite
-from ledger.chain import link
+from ledger.chain import chain, link
 from ledger.errors import NotALedgerError, SchemaTooNewError, StoreUnavailableError
 from ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteEventStore
-from ledger.store import EventStore, Head, StoredEvent, chain
+from ledger.store import EventStore, Head, StoredEvent
 from tests.ledger.contract import EventStoreContract
 from tests.ledger.helpers import (
     append,
@@ -448,6 +449,15 @@ async def test_the_batch_writer_ignores_a_stop_signal_meant_for_the_server(tmp_p
         assert len(await read_all(store)) == 2
     finally:
         await store.close()
+
+
+def test_the_batch_writer_process_imports_no_hashing_and_nothing_asynchronous() -> None:
+    # it lives as long as the server, so its memory counts with the server's: OpenSSL's hashing
+    # alone would add 3.6 MiB to it
+    probe = "import sys, ledger.batch_writer; print(sorted({'_hashlib', 'asyncio'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == "[]"
 
 
 async def test_a_batch_writer_killed_while_idle_is_started_again(tmp_path: Path) -> None:
