@@ -9,7 +9,6 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -17,16 +16,14 @@ GENESIS_HASH = bytes(32)
 """The hash before the first event."""
 
 
-@dataclass(frozen=True, slots=True)
-class PrivateData:
+class PrivateData(NamedTuple):
     """Personal data kept beside the log: the salt and canonical bytes its commitment covers."""
 
     salt: bytes
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event ready to append: its id, stream, stream version and canonical body."""
 
     event_id: str
@@ -68,8 +65,7 @@ class StoredEvent(NamedTuple):
         return list(map(partial(tuple.__new__, cls), rows))
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
     """The last position of the log and its hash (``seq`` 0 and 32 zero bytes when empty)."""
 
     seq: int

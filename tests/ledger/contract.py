@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import dataclasses
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -210,7 +209,7 @@ class EventStoreContract(abc.ABC):
         await append(store, [first])
 
         with pytest.raises(ConcurrencyError):
-            await append(store, [dataclasses.replace(poll_event("q", 1), event_id=first.event_id)])
+            await append(store, [poll_event("q", 1)._replace(event_id=first.event_id)])
 
         assert [e.event_id for e in await read_all(store)] == [first.event_id]
 
