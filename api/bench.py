@@ -9,6 +9,7 @@ it checks that the tallies equal the acknowledged votes and that the audit passe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -325,11 +326,30 @@ VOTERS_PER_SECOND = 30_000
 route serves on a machine whose bare ceiling is 45,000 requests a second, so none runs out."""
 
 
+@contextlib.contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    """``keep``, or a temporary directory that goes once the figures are in (a run leaves hundreds
+    of megabytes of ledger behind it)."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    work = Path(tempfile.mkdtemp(prefix="vote-ledger-bench-"))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run(users: int | None, connections: int, duration: float, keep: Path | None = None) -> dict[str, Any]:
-    """Run every scenario and return the figures."""
-    users = users if users is not None else round(VOTERS_PER_SECOND * duration)
-    work = Path(tempfile.mkdtemp(prefix="vote-ledger-bench-")) if keep is None else keep
-    work.mkdir(parents=True, exist_ok=True)
+    """Run every scenario and return the figures; the files stay in ``keep`` if given."""
+    with _workdir(keep) as work:
+        figures = _run(users if users is not None else round(VOTERS_PER_SECOND * duration),
+                       connections, duration, work)
+    return {**figures, "workdir": str(keep) if keep is not None else None}
+
+
+def _run(users: int, connections: int, duration: float, work: Path) -> dict[str, Any]:
     db, polls = work / "bench.db", work / "polls.toml"
     polls.write_text(POLLS, encoding="utf-8")
     env = _env(db)
@@ -394,7 +414,6 @@ def run(users: int | None, connections: int, duration: float, keep: Path | None 
         "tallies": tallies, "acknowledged": acknowledged,
         "tallies_match": tallies_match,
         "audit_passed": audit_ok,
-        "workdir": str(work),
     }
 
 
@@ -493,11 +512,16 @@ VOTERS_AFTER_START = 100_000
 
 def ledger_run(events: int, keep: Path | None = None, votes_seconds: float = 5.0) -> dict[str, Any]:
     """Append rates, audit and rebuild speed on an ``events``-event ledger, and the server's memory
-    after start-up and after ``votes_seconds`` of votes by distinct users."""
+    after start-up and after ``votes_seconds`` of votes by distinct users; the files stay in
+    ``keep`` if given."""
+    with _workdir(keep) as work:
+        figures = _ledger_run(events, work, votes_seconds)
+    return {**figures, "workdir": str(keep) if keep is not None else None}
+
+
+def _ledger_run(events: int, work: Path, votes_seconds: float) -> dict[str, Any]:
     from projections.rebuild import rebuild
 
-    work = Path(tempfile.mkdtemp(prefix="vote-ledger-bench-")) if keep is None else keep
-    work.mkdir(parents=True, exist_ok=True)
     db, polls = work / "ledger.db", work / "polls.toml"
     polls.write_text(BENCH_POLL, encoding="utf-8")
     figures: dict[str, Any] = {"events": events, **asyncio.run(_build_ledger(db, events))}
@@ -545,5 +569,4 @@ def ledger_run(events: int, keep: Path | None = None, votes_seconds: float = 5.0
         figures.update(_resident(server.pid, "_after_votes"))
     finally:
         _stop(server)
-    figures["workdir"] = str(work)
     return figures

@@ -48,3 +48,13 @@ def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_untouched_and_emptie
     assert figures["users"] > 0 and figures["serve_rss_mib"] > 0 and figures["batch_writer_rss_mib"] > 0
     assert figures["votes_after_start"] > 0  # votes by distinct users, then the memory again
     assert figures["serve_rss_mib_after_votes"] > 0 and figures["batch_writer_rss_mib_after_votes"] > 0
+    assert figures["workdir"] == str(tmp_path) and (tmp_path / "ledger.db").exists()
+
+
+def test_without_a_workdir_the_benchmark_leaves_no_files_behind(tmp_path: Path) -> None:
+    done = run_cli("bench", "--ledger", "300", "--duration", "1", env={"TMPDIR": str(tmp_path)},
+                   timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["workdir"] is None
+    assert list(tmp_path.iterdir()) == []
