@@ -22,9 +22,10 @@ from ledger.errors import (
 from ledger.store import GENESIS_HASH, Head, Row, Statement, StoredEvent
 
 WRITER_CACHE_KIB = 16 * 1024  # a multi-step writer's page cache: a rebuild's tables stay in memory
-BATCH_CACHE_KIB = 4 * 1024
-"""The batch writer's page cache. At 16 MiB it grew by 20 MiB under votes on a 1M-event ledger; at
-4 MiB its CPU per vote, against the server's, was the same (0.32 of it either way)."""
+BATCH_CACHE_KIB = 2 * 1024
+"""The batch writer's page cache (SQLite's default size). At 16 MiB it grew by 20 MiB under votes
+on a 1M-event ledger. At 4 MiB, and again at 2, its CPU per vote was the same as at the size
+before, within the noise of alternating runs."""
 SELECT_EVENTS = (
     "SELECT e.seq, e.id, e.type, e.stream, e.version, e.body, e.prev_hash, e.hash, p.salt, p.body"
     " FROM events e LEFT JOIN private_data p ON p.event_id = e.id"
