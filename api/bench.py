@@ -279,7 +279,11 @@ def _drive(port: int, tokens_file: Path, tokens: list[str], name: str, path: str
 
 def _serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(port, process)
+    try:
+        _wait_for(port, process)
+    except BaseException:  # not left running on its files
+        _stop(process)
+        raise
     return process
 
 
@@ -344,8 +348,9 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
 def run(users: int | None, connections: int, duration: float, keep: Path | None = None) -> dict[str, Any]:
     """Run every scenario and return the figures; the files stay in ``keep`` if given."""
     with _workdir(keep) as work:
-        figures = _run(users if users is not None else round(VOTERS_PER_SECOND * duration),
-                       connections, duration, work)
+        # wrk runs for whole seconds, one at least
+        voters = users if users is not None else VOTERS_PER_SECOND * max(1, round(duration))
+        figures = _run(voters, connections, duration, work)
     return {**figures, "workdir": str(keep) if keep is not None else None}
 
 

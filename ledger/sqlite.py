@@ -216,26 +216,31 @@ class _BatchWriter:
         async with self._lock:
             if self._closed:
                 raise StoreUnavailableError(f"{self._path}: the batch writer is closed")
-            if self._process is None or self._process.returncode is not None:
-                await self._reap()
-                await self.start()
-            process = self._process
-            assert process is not None and process.stdin is not None and process.stdout is not None
             try:
-                process.stdin.write(request)
-                await process.stdin.drain()
-            except ConnectionError as exc:
-                await self._reap()
-                raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
-            try:
+                # the deadline covers the whole exchange: a batch larger than the pipe and the
+                # transport's buffer waits in drain() for as long as the process does not read
                 async with asyncio.timeout(self._answer_within):
-                    reply = await self._reply(process.stdout)
+                    reply = await self._send_and_answer(request)
             except TimeoutError:
-                await self._reap()  # stopped, or stuck on the disk: its lock goes with it
+                await self._reap()  # stopped, or hung: its lock goes once it has ended
                 raise _BatchWriterHung(
                     f"{self._path}: the batch writer did not answer within {self._answer_within:g} s"
                 ) from None
             return _unwrap(reply)
+
+    async def _send_and_answer(self, request: bytes) -> tuple[bool, object]:
+        if self._process is None or self._process.returncode is not None:
+            await self._reap()
+            await self.start()
+        process = self._process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(request)
+            await process.stdin.drain()
+        except ConnectionError as exc:
+            await self._reap()
+            raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
+        return await self._reply(process.stdout)
 
     async def _reply(self, stdout: asyncio.StreamReader) -> tuple[bool, object]:
         """The next reply; a process that ends first, or answers what cannot be read, is let go."""

@@ -3,8 +3,11 @@ and the pages the replay freed given back."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from pathlib import Path
+
+import pytest
 
 from api.cli import YOUNG_COLLECTION_THRESHOLD, _settle_heap
 
@@ -28,6 +31,7 @@ async def test_the_replayed_heap_is_frozen_and_young_collections_are_spaced_out(
         gc.set_threshold(*before)
 
 
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "malloc_trim"), reason="not glibc")
 async def test_the_pages_a_replay_freed_are_given_back() -> None:
     # 100 MB of bodies, 1 % of them kept, spread over it: the freed pages stay resident until trimmed
     bodies = [bytes(1000) for _ in range(100_000)]

@@ -394,11 +394,13 @@ async def commit(store: EventStore, count: int) -> list[StoredEvent]:
     return batch
 
 
-async def stalled_batch(store: EventStore, writer: int) -> tuple[list[StoredEvent], asyncio.Task[Any]]:
+async def stalled_batch(
+    store: EventStore, writer: int, events: int = 2
+) -> tuple[list[StoredEvent], asyncio.Task[Any]]:
     """A batch sent to the batch writer after it was stopped: it waits in the pipe, uncommitted."""
     os.kill(writer, signal.SIGSTOP)
     head = await store.head()
-    batch = chain(head, user_events(2))
+    batch = chain(head, user_events(events))
     committing = asyncio.create_task(store.commit_batch(head, batch, []))
     await asyncio.sleep(0.1)
     return batch, committing
@@ -515,18 +517,20 @@ async def test_a_batch_is_settled_by_the_log_after_each_writer_that_dies_with_it
         await store.close()
 
 
-@pytest.mark.parametrize("landed", [False, True], ids=["before-its-commit", "after-its-commit"])
+@pytest.mark.parametrize(("landed", "events"), [(False, 2), (True, 2), (False, 1000)],
+                         ids=["before-its-commit", "after-its-commit", "larger-than-the-pipe"])
 async def test_a_batch_writer_that_does_not_answer_in_time_is_killed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landed: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landed: bool, events: int
 ) -> None:
-    # A stopped (or stuck) writer would hold every later batch back: after the busy timeout and
+    # A stopped (or hung) writer would hold every later batch back: after the busy timeout and
     # its patience it is killed, the log settles its batch, and the next batch gets a new writer.
+    # A batch larger than the pipe and the transport's buffer never finishes being sent.
     monkeypatch.setattr(ledger.sqlite, "BATCH_WRITER_PATIENCE", 0.4)
     path = ledger_file(tmp_path)
     store = await SqliteEventStore.open(path, create=True, busy_timeout_ms=100)
     try:
         writer = only_batch_writer()
-        batch, committing = await stalled_batch(store, writer)
+        batch, committing = await stalled_batch(store, writer, events)
         if landed:
             land(path, batch)
 
