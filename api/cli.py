@@ -255,7 +255,7 @@ async def _settle_heap(app: object) -> None:
 
 def _trim_heap() -> None:
     """Hand the heap's free pages back to the system (glibc's allocator keeps them otherwise: a
-    million-event replay leaves 7 MiB of them behind its rows and bodies)."""
+    million-event replay left 4 MiB of them behind its rows and bodies)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except AttributeError:  # another C library: nothing to do
