@@ -25,7 +25,7 @@ def json_bytes_response(
     The header is given whole: aiohttp's ``content_type`` and ``charset`` arguments build it
     through property setters, which cost as much again as the rest of the response object.
     """
-    fields = CIMultiDict(headers) if headers else CIMultiDict()
+    fields = CIMultiDict(headers or {})
     fields[hdrs.CONTENT_TYPE] = JSON_TYPE
     return web.Response(body=body, status=status, headers=fields)
 

@@ -70,14 +70,20 @@ def assert_chain(events: list[StoredEvent]) -> None:
         prev = event.hash
 
 
+def _running(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent, ...), or None once the
+    process has ended (an exited process nobody has reaped yet counts as ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields
+
+
 async def until_ended(pid: int, timeout: float = 10.0) -> None:
-    """Wait for process ``pid`` to end (an exited process nobody has reaped yet counts as ended)."""
+    """Wait for process ``pid`` to end."""
     for _ in range(int(timeout / 0.02)):
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return
-        if state in ("Z", "X"):
+        if _running(pid) is None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"process {pid} is still running after {timeout} s")
@@ -87,14 +93,13 @@ def batch_writers(parent: int) -> list[int]:
     """The ``ledger.batch_writer`` processes that ``parent`` started and that are still running."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or (fields := _running(int(entry.name))) is None:
+            continue
+        if int(fields[1]) != parent:
             continue
         try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
+            if b"ledger.batch_writer" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z" and b"ledger.batch_writer" in command:
-            found.append(int(entry.name))
     return found
