@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 import time
 import unicodedata
@@ -26,8 +25,6 @@ from api.errors import ApiError
 from api.settings import Settings, SettingsError
 from projections.model import User
 from projections.state import LedgerState
-
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 
 class _Claims(msgspec.Struct):
@@ -47,10 +44,16 @@ def _invalid() -> ApiError:
 
 
 def _unb64(segment: str) -> bytes:
-    """Base64url without padding, strictly (a ValueError for padding or any other character)."""
-    if not _BASE64URL.match(segment) or len(segment) % 4 == 1:
+    """Base64url without padding, strictly (a ValueError for padding or any other character).
+
+    Mapped onto the standard alphabet for ``binascii``'s strict decoder, which refuses every
+    character outside it: half the cost of a regular expression and ``urlsafe_b64decode``, and
+    it runs twice per vote.
+    """
+    if "+" in segment or "/" in segment or "=" in segment or len(segment) % 4 == 1:
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    standard = segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4)
+    return binascii.a2b_base64(standard, strict_mode=True)
 
 
 def normalize_email(email: str) -> str:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import stat
 import time
 import uuid
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from api.auth import HS256
+from api.auth import HS256, _unb64
 from api.keys import SETTINGS
 from tests.api.helpers import (
     Client,
@@ -40,6 +41,33 @@ PROTECTED = ["/vote?id=1", "/api/v1/me"]
 @example(key=b"k" * 65, message=b"m").via("longer than a block: hashed first")
 def test_hs256_signs_exactly_as_the_standard_library_does(key: bytes, message: bytes) -> None:
     assert HS256(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+def _base64url_reference(segment: str) -> bytes:
+    """RFC 7515's base64url without padding, as the regular expression and the standard library say."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", segment) or len(segment) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@given(st.one_of(
+    st.binary(max_size=64).map(lambda raw: base64.urlsafe_b64encode(raw).decode()),  # padded
+    st.binary(max_size=64).map(lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()),
+    st.binary(max_size=64).map(lambda raw: base64.b64encode(raw).rstrip(b"=").decode()),  # + and /
+    st.text(alphabet="AZaz09-_+/= \n.\u00e9", max_size=24),
+))
+@example("").via("empty")
+@example("A").via("one character too many")
+@example("AB==").via("padding")
+@example(" AB").via("space")
+def test_token_segments_decode_exactly_as_base64url_says(segment: str) -> None:
+    try:
+        expected = _base64url_reference(segment)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _unb64(segment)
+        return
+    assert _unb64(segment) == expected
 
 
 def _garble(token: str) -> str:
