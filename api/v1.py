@@ -17,6 +17,22 @@ routes = web.RouteTableDef()
 PREFIX = "/api/v1"
 
 
+# The vote route is added first. For a path under /api/v1/polls, aiohttp tries every resource added
+# there in the order they were added; the vote is the hot path, and found first its lookup takes
+# one match instead of four.
+@routes.post(f"{PREFIX}/polls/{{pollId}}/votes")
+async def vote(request: web.Request) -> web.Response:
+    identity = authenticate(request)
+    body = await json_body(request)
+    # the one well-formed body needs no schema; anything else gets the schema's field errors
+    candidate = body.get("candidateId") if type(body) is dict and len(body) == 1 else None
+    if type(candidate) is not int or not 1 <= candidate <= MAX_ID:
+        candidate = load(VOTE_REQUEST, body)["candidateId"]
+    get_poll(request.app[LEDGER].state, request.match_info["pollId"])
+    record = await cast_vote(request, identity, request.match_info["pollId"], candidate)
+    return json_response(vote_json(record), status=201)
+
+
 @routes.post(f"{PREFIX}/users")
 async def create_user(request: web.Request) -> web.Response:
     data = load(USER_CREATE, await json_body(request))
@@ -51,19 +67,6 @@ async def list_polls(request: web.Request) -> web.Response:
 async def show_poll(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
     return json_response(poll_json(get_poll(ledger.state, request.match_info["pollId"]), ledger.clock()))
-
-
-@routes.post(f"{PREFIX}/polls/{{pollId}}/votes")
-async def vote(request: web.Request) -> web.Response:
-    identity = authenticate(request)
-    body = await json_body(request)
-    # the one well-formed body needs no schema; anything else gets the schema's field errors
-    candidate = body.get("candidateId") if type(body) is dict and len(body) == 1 else None
-    if type(candidate) is not int or not 1 <= candidate <= MAX_ID:
-        candidate = load(VOTE_REQUEST, body)["candidateId"]
-    get_poll(request.app[LEDGER].state, request.match_info["pollId"])
-    record = await cast_vote(request, identity, request.match_info["pollId"], candidate)
-    return json_response(vote_json(record), status=201)
 
 
 @routes.get(f"{PREFIX}/polls/{{pollId}}/results")
