@@ -172,14 +172,36 @@ def test_an_event_type_the_log_does_not_know_cannot_be_encoded() -> None:
         encode("e", Unlisted(), 1)
 
 
+UNSTORABLE: dict[str, Event] = {
+    "candidate id past 2**53": VoteCast("p1", MAX_SAFE_INTEGER + 1, "u1", 5),
+    "time past 2**53": VoteCast("p1", 3, "u1", -MAX_SAFE_INTEGER - 1),
+    "lone surrogate in a poll id": VoteCast("p\ud800", 3, "u1", 5),
+    "lone surrogate in a title": PollCreated("p1", "T\udfff", "single", "always"),
+    "a string where an integer goes": VoteCast("p1", "3", "u1", 5),  # type: ignore[arg-type]
+    "a float where an integer goes": VoteCast("p1", 3.0, "u1", 5),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("event", UNSTORABLE.values(), ids=list(UNSTORABLE))
+def test_an_event_that_would_not_read_back_as_itself_is_not_encoded(event: Event) -> None:
+    with pytest.raises(EncodingError, match=event.TYPE):
+        encode("e", event, 1)
+
+
+def test_a_stream_version_past_2_53_is_not_encoded() -> None:
+    with pytest.raises(EncodingError):
+        encode("e", VoteCast("p1", 3, "u1", 5), MAX_SAFE_INTEGER + 1)
+
+
 def test_an_older_version_is_upcast_on_read(monkeypatch: pytest.MonkeyPatch) -> None:
     old = with_data(at=...)  # pretend version 1 of VoteCast had no ``at``
+    unknown = vote_body(v=3)
     monkeypatch.setattr(VoteCast, "VERSION", 2)
     monkeypatch.setitem(UPCASTERS, ("VoteCast", 1), lambda data: {**data, "at": 0})
 
     assert decode(canonical(old)).event == VoteCast("p1", 3, "u1", 0, "k")
     with pytest.raises(CorruptEventError):
-        decode(canonical(vote_body(v=3)))
+        decode(canonical(unknown))
 
 
 BIG = b"9007199254740993"  # 2**53 + 1
