@@ -6,6 +6,7 @@ It imports nothing asynchronous, so that the batch writer process stays small.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -163,6 +164,13 @@ class Connection:
                 self.conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # SQLite rolls back by itself when a transaction cannot go on
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database file, waiting for nobody: a checkpoint already
+        running, or a reader on an older snapshot, leaves the rest for a later one. A failure
+        here is the next write's to report."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def probe(self) -> None:
         """A tiny durable write beside the log: it fails when the disk or the file cannot take one."""

@@ -438,6 +438,22 @@ async def test_batches_are_committed_in_a_process_that_ends_with_the_store(tmp_p
     await until_ended(writer)
 
 
+async def test_the_wal_stays_small_while_batches_keep_coming(tmp_path: Path) -> None:
+    """Each batch is checkpointed by the batch writer once it is answered, so the next commit
+    starts the WAL again from its head instead of extending it without end."""
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        sizes = []
+        for _ in range(150):
+            await commit(store, 20)
+            sizes.append(Path(f"{path}-wal").stat().st_size)
+        assert max(sizes[10:]) < 256 * 1024, sizes
+        assert len(await read_all(store)) == 3000
+    finally:
+        await store.close()
+
+
 async def test_the_batch_writer_ignores_a_stop_signal_meant_for_the_server(tmp_path: Path) -> None:
     # Ctrl-C and service managers signal the whole process group; the server's shutdown still
     # commits what is queued, through the same process
