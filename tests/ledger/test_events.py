@@ -174,7 +174,7 @@ def test_an_event_type_the_log_does_not_know_cannot_be_encoded() -> None:
 
 UNSTORABLE: dict[str, Event] = {
     "candidate id past 2**53": VoteCast("p1", MAX_SAFE_INTEGER + 1, "u1", 5),
-    "time past 2**53": VoteCast("p1", 3, "u1", -MAX_SAFE_INTEGER - 1),
+    "time below -(2**53 - 1)": VoteCast("p1", 3, "u1", -MAX_SAFE_INTEGER - 1),
     "lone surrogate in a poll id": VoteCast("p\ud800", 3, "u1", 5),
     "lone surrogate in a title": PollCreated("p1", "T\udfff", "single", "always"),
     "a string where an integer goes": VoteCast("p1", "3", "u1", 5),  # type: ignore[arg-type]
