@@ -9,7 +9,6 @@ it checks that the tallies equal the acknowledged votes and that the audit passe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -304,13 +303,16 @@ async def _replayed(db: Path) -> LedgerState:
         await store.close()
 
 
-def _tokens(users: Iterable[User]) -> list[str]:
-    """One token per user, as the service would issue it."""
+def _tokens(users: Iterable[User], work: Path) -> tuple[list[str], Path]:
+    """One token per user, as the service would issue it, and the file wrk reads them from."""
     now = int(time.time())
-    return [
+    tokens = [
         jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": now + 3600}, SECRET, "HS256")
         for u in users
     ]
+    tokens_file = work / "tokens.txt"
+    tokens_file.write_text("\n".join(tokens) + "\n")
+    return tokens, tokens_file
 
 
 def _tallies(state: LedgerState) -> dict[str, int]:
@@ -330,28 +332,24 @@ VOTERS_PER_SECOND = 30_000
 route serves on a machine whose bare ceiling is 45,000 requests a second, so none runs out."""
 
 
-@contextlib.contextmanager
-def _workdir(keep: Path | None) -> Iterator[Path]:
-    """``keep``, or a temporary directory that goes once the figures are in (a run leaves hundreds
-    of megabytes of ledger behind it)."""
+def _in_workdir(keep: Path | None, job: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """``job``'s figures, run in ``keep`` or in a temporary directory that goes once the figures
+    are in (a run leaves hundreds of megabytes of ledger behind it)."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-        yield keep
-        return
+        return {**job(keep), "workdir": str(keep)}
     work = Path(tempfile.mkdtemp(prefix="vote-ledger-bench-"))
     try:
-        yield work
+        return {**job(work), "workdir": None}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def run(users: int | None, connections: int, duration: float, keep: Path | None = None) -> dict[str, Any]:
     """Run every scenario and return the figures; the files stay in ``keep`` if given."""
-    with _workdir(keep) as work:
-        # wrk runs for whole seconds, one at least
-        voters = users if users is not None else VOTERS_PER_SECOND * max(1, round(duration))
-        figures = _run(voters, connections, duration, work)
-    return {**figures, "workdir": str(keep) if keep is not None else None}
+    # wrk runs for whole seconds, one at least
+    voters = users if users is not None else VOTERS_PER_SECOND * max(1, round(duration))
+    return _in_workdir(keep, partial(_run, voters, connections, duration))
 
 
 def _run(users: int, connections: int, duration: float, work: Path) -> dict[str, Any]:
@@ -368,9 +366,7 @@ def _run(users: int, connections: int, duration: float, work: Path) -> dict[str,
                    stdout=subprocess.DEVNULL)
     subprocess.run(_command("users", "import", str(people)), env=env, check=True, stdout=subprocess.DEVNULL)
     import_seconds = time.perf_counter() - started
-    tokens = _tokens(asyncio.run(_replayed(db)).users.values())
-    tokens_file = work / "tokens.txt"
-    tokens_file.write_text("\n".join(tokens) + "\n")
+    tokens, tokens_file = _tokens(asyncio.run(_replayed(db)).users.values(), work)
 
     # The ceiling is measured before and after the service, and the ratios are to the mean of the
     # two: the host's speed drifts within a run, and one measurement at a slow moment would
@@ -519,12 +515,10 @@ def ledger_run(events: int, keep: Path | None = None, votes_seconds: float = 5.0
     """Append rates, audit and rebuild speed on an ``events``-event ledger, and the server's memory
     after start-up and after ``votes_seconds`` of votes by distinct users; the files stay in
     ``keep`` if given."""
-    with _workdir(keep) as work:
-        figures = _ledger_run(events, work, votes_seconds)
-    return {**figures, "workdir": str(keep) if keep is not None else None}
+    return _in_workdir(keep, partial(_ledger_run, events, votes_seconds))
 
 
-def _ledger_run(events: int, work: Path, votes_seconds: float) -> dict[str, Any]:
+def _ledger_run(events: int, votes_seconds: float, work: Path) -> dict[str, Any]:
     from projections.rebuild import rebuild
 
     db, polls = work / "ledger.db", work / "polls.toml"
@@ -565,9 +559,7 @@ def _ledger_run(events: int, work: Path, votes_seconds: float) -> dict[str, Any]
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
         figures.update(_resident(server.pid, ""))
         # then votes by up to 100k distinct users, as a busy vote would bring: what memory grows
-        tokens = _tokens(voters)
-        tokens_file = work / "tokens.txt"
-        tokens_file.write_text("\n".join(tokens) + "\n")
+        tokens, tokens_file = _tokens(voters, work)
         voted = _drive(port, tokens_file, tokens, "votes", "/vote?id=1", 64, votes_seconds, method="GET",
                        pid=server.pid)
         figures["votes_after_start"] = voted.ok

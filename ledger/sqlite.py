@@ -238,8 +238,7 @@ class _BatchWriter:
             process.stdin.write(request)
             await process.stdin.drain()
         except ConnectionError as exc:
-            await self._reap()
-            raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
+            raise await self._let_go("process ended") from exc
         return await self._reply(process.stdout)
 
     async def _reply(self, stdout: asyncio.StreamReader) -> tuple[bool, object]:
@@ -248,12 +247,15 @@ class _BatchWriter:
             (size,) = FRAME.unpack(await stdout.readexactly(FRAME.size))
             reply: tuple[bool, object] = pickle.loads(await stdout.readexactly(size))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            await self._reap()
-            raise _BatchWriterGone(f"{self._path}: the batch writer process ended") from exc
+            raise await self._let_go("process ended") from exc
         except Exception as exc:  # out of step with it: nothing it says can be trusted any more
-            await self._reap()
-            raise _BatchWriterGone(f"{self._path}: the batch writer answered garbage: {exc!r}") from exc
+            raise await self._let_go(f"answered garbage: {exc!r}") from exc
         return reply
+
+    async def _let_go(self, what: str) -> _BatchWriterGone:
+        """Reap the process; the error for its callers (the log settles whether their batch landed)."""
+        await self._reap()
+        return _BatchWriterGone(f"{self._path}: the batch writer {what}")
 
     async def _reap(self, patience: float = 0.0) -> None:
         process, self._process = self._process, None

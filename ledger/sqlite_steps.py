@@ -57,7 +57,8 @@ def writer_connection(
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute(f"PRAGMA cache_size = -{cache_kib}")
-        # checkpoints run beside the writers (SqliteEventStore._checkpoints), not inside their commits
+        # checkpoints run beside the writers (SqliteEventStore._checkpoints) or between batches
+        # (ledger.batch_writer), never inside a commit
         conn.execute("PRAGMA wal_autocheckpoint = 0")
     except BaseException:
         conn.close()

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 
-from ledger.chain import GENESIS_HASH, commitment, link
+from ledger.chain import commitment, link
 from ledger.errors import CorruptEventError, LedgerError
 from ledger.events import Envelope, UserRegistered, decode, reencode
-from ledger.store import EventStore, StoredEvent
+from ledger.store import GENESIS_HASH, EventStore, StoredEvent
 from projections.compare import differences, live_rows
 from projections.rules import expected_version, violation
 from projections.service import Progress, StoreOpener, in_second_process

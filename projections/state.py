@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 
-from ledger.chain import GENESIS_HASH
 from ledger.codec import canonical
 from ledger.errors import CorruptEventError
 from ledger.events import (
@@ -27,7 +26,7 @@ from ledger.events import (
     VoteCast,
     decode,
 )
-from ledger.store import BodyRow, ShardRow, StoredEvent
+from ledger.store import GENESIS_HASH, BodyRow, ShardRow, StoredEvent
 from projections.model import Ballot, Candidate, Poll, User
 
 

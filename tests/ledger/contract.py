@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger.chain import GENESIS_HASH, chain, link
+from ledger.chain import chain, link
 from ledger.codec import canonical
 from ledger.errors import ConcurrencyError, CorruptEventError
-from ledger.store import EventStore, Head, PrivateData
+from ledger.store import GENESIS_HASH, EventStore, Head, PrivateData
 from tests.ledger.helpers import append, assert_chain, poll_event, read_all, user_event, user_events
 
 SEEN = "CREATE TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);"

@@ -6,9 +6,9 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from ledger.chain import GENESIS_HASH, link
+from ledger.chain import link
 from ledger.events import PollOpened, UserRegistered, encode
-from ledger.store import EventStore, NewEvent, PrivateData, StoredEvent
+from ledger.store import GENESIS_HASH, EventStore, NewEvent, PrivateData, StoredEvent
 
 
 def user_event(user_id: str | None = None, private: PrivateData | None = None) -> NewEvent:

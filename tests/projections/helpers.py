@@ -18,10 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ledger.chain import GENESIS_HASH, link
+from ledger.chain import link
 from ledger.events import Event, VoteCast, encode
 from ledger.sqlite import SqliteEventStore
-from ledger.store import StoredEvent
+from ledger.store import GENESIS_HASH, StoredEvent
 from projections.audit import AuditReport, audit
 from projections.commands import (
     CandidateSpec,
