@@ -3,8 +3,8 @@ acknowledged that was not committed, and recovery without a restart once the fau
 
 Faults injected: the write lock held by another process past the busy timeout; a full disk (a small
 tmpfs filled to the last byte); a file-size limit on the batch writer process (every write past the
-WAL's header fails with EFBIG, which SQLite reports as a disk I/O error); a read-only file system at start-up; the
-batch writer process killed again and again while votes are in flight.
+WAL's header fails with EFBIG, which SQLite reports as a disk I/O error); a read-only file system at
+start-up; the batch writer process killed again and again while votes are in flight.
 Tests run as root, where ``chmod 0444`` does not stop writes, and a file system cannot be remounted
 read-only while the service holds its files open for writing (EBUSY), so "read-only" is tested at start.
 """
