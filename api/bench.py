@@ -13,12 +13,13 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ class Scenario:
     generator: str = "wrk"
     cpu_us: float | None = None  # the server's CPU time (all threads, and its batch writer) per request
     voters_ran_out: bool = False  # every voter had voted before the time was up: rps is a lower bound
+    round: int = 1
 
 
 def _free_port() -> int:
@@ -303,14 +305,14 @@ async def _replayed(db: Path) -> LedgerState:
         await store.close()
 
 
-def _tokens(users: Iterable[User], work: Path) -> tuple[list[str], Path]:
+def _tokens(users: Iterable[User], work: Path, name: str = "tokens.txt") -> tuple[list[str], Path]:
     """One token per user, as the service would issue it, and the file wrk reads them from."""
     now = int(time.time())
     tokens = [
         jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": now + 3600}, SECRET, "HS256")
         for u in users
     ]
-    tokens_file = work / "tokens.txt"
+    tokens_file = work / name
     tokens_file.write_text("\n".join(tokens) + "\n")
     return tokens, tokens_file
 
@@ -345,20 +347,32 @@ def _in_workdir(keep: Path | None, job: Callable[[Path], dict[str, Any]]) -> dic
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(users: int | None, connections: int, duration: float, keep: Path | None = None) -> dict[str, Any]:
-    """Run every scenario and return the figures; the files stay in ``keep`` if given."""
+def run(
+    users: int | None, connections: int, duration: float, keep: Path | None = None, rounds: int = 1
+) -> dict[str, Any]:
+    """Run every scenario ``rounds`` times and return the figures; the files stay in ``keep`` if
+    given. ``users`` voters vote in each round, so ``users * rounds`` are imported."""
     # wrk runs for whole seconds, one at least
     voters = users if users is not None else VOTERS_PER_SECOND * max(1, round(duration))
-    return _in_workdir(keep, partial(_run, voters, connections, duration))
+    return _in_workdir(keep, partial(_run, voters, connections, duration, rounds))
 
 
-def _run(users: int, connections: int, duration: float, work: Path) -> dict[str, Any]:
+SERVICE_SCENARIOS = (
+    ("GET /candidates", "/candidates", "", ""),
+    ("GET /vote?id=N (legacy)", "/vote?id=1", "GET", ""),
+    ("POST /api/v1/polls/{id}/votes", "/api/v1/polls/bench-json/votes", "POST", '{"candidateId": 3}'),
+)
+"""Each scenario the service is driven through: its name, path, method (empty: no token, a plain
+GET) and body."""
+
+
+def _run(users: int, connections: int, duration: float, rounds: int, work: Path) -> dict[str, Any]:
     db, polls = work / "bench.db", work / "polls.toml"
     polls.write_text(POLLS, encoding="utf-8")
     env = _env(db)
     people = work / "users.jsonl"
     with people.open("w") as handle:
-        for i in range(users):
+        for i in range(users * rounds):
             handle.write(json.dumps({"email": f"user{i}@bench.example", "name": f"user {i}",
                                      "password": f"pw-{i}"}) + "\n")
     started = time.perf_counter()
@@ -366,73 +380,115 @@ def _run(users: int, connections: int, duration: float, work: Path) -> dict[str,
                    stdout=subprocess.DEVNULL)
     subprocess.run(_command("users", "import", str(people)), env=env, check=True, stdout=subprocess.DEVNULL)
     import_seconds = time.perf_counter() - started
-    tokens, tokens_file = _tokens(asyncio.run(_replayed(db)).users.values(), work)
+    voters = list(asyncio.run(_replayed(db)).users.values())
+    # each round's votes are by voters of its own, who have voted in neither poll yet
+    slices = [_tokens(voters[r * users:(r + 1) * users], work, f"tokens-{r + 1}.txt") for r in range(rounds)]
 
-    # The ceiling is measured before and after the service, and the ratios are to the mean of the
-    # two: the host's speed drifts within a run, and one measurement at a slow moment would
-    # flatter every ratio.
+    # The ceiling is measured before the first round and after each, and each round's ratios are
+    # to the mean of the two around it: the host's speed drifts within a run, and one measurement
+    # at a slow moment would flatter or sink every ratio.
     bare_port, port = _free_port(), _free_port()
     bare = _serve([sys.executable, "-c", BARE_SERVER, str(bare_port)], env, bare_port)
     try:
-        ceilings = [_drive(bare_port, tokens_file, tokens, "bare aiohttp (ceiling)", "/", connections,
-                           duration, pid=bare.pid)]
+        def ceiling(name: str, r: int) -> Scenario:
+            tokens, tokens_file = slices[r - 1]
+            return replace(_drive(bare_port, tokens_file, tokens, name, "/", connections, duration,
+                                  pid=bare.pid), round=r)
+
+        ceilings = [ceiling("bare aiohttp (ceiling)", 1)]
+        served: list[list[Scenario]] = []
         server = _serve(_command("serve", "--port", str(port), "--config", str(polls), "--log-format",
                                  "json"), {**env, "PYTHONUNBUFFERED": "1"}, port)
         try:
-            served = [
-                _drive(port, tokens_file, tokens, "GET /candidates", "/candidates",
-                       connections, duration, pid=server.pid),
-                _drive(port, tokens_file, tokens, "GET /vote?id=N (legacy)", "/vote?id=1",
-                       connections, duration, method="GET", pid=server.pid),
-                _drive(port, tokens_file, tokens, "POST /api/v1/polls/{id}/votes",
-                       "/api/v1/polls/bench-json/votes", connections, duration, method="POST",
-                       body='{"candidateId": 3}', pid=server.pid),
-            ]
+            for r, (tokens, tokens_file) in enumerate(slices, start=1):
+                served.append([
+                    replace(_drive(port, tokens_file, tokens, name, path, connections, duration,
+                                   method=method, body=body, pid=server.pid), round=r)
+                    for name, path, method, body in SERVICE_SCENARIOS
+                ])
+                ceilings.append(ceiling("bare aiohttp (ceiling, again)", r))
         finally:
             _stop(server)
-        ceilings.append(_drive(bare_port, tokens_file, tokens, "bare aiohttp (ceiling, again)", "/",
-                               connections, duration, pid=bare.pid))
     finally:
         _stop(bare)
-    scenarios = [ceilings[0], *served, ceilings[1]]
-    ceiling = sum(c.rps for c in ceilings) / len(ceilings)
-    for scenario in scenarios:
-        scenario.ratio = round(scenario.rps / ceiling, 3) if ceiling else 0.0
+    mean = statistics.fmean(c.rps for c in ceilings)
+    for c in ceilings:  # how far each ceiling run strays from their mean
+        c.ratio = round(c.rps / mean, 3) if mean else 0.0
+    for r, scenarios in enumerate(served):
+        around = (ceilings[r].rps + ceilings[r + 1].rps) / 2
+        for scenario in scenarios:
+            scenario.ratio = round(scenario.rps / around, 3) if around else 0.0
 
     tallies = _tallies(asyncio.run(_replayed(db)))
-    acknowledged = {"bench-legacy": served[1].ok, "bench-json": served[2].ok}
+    acknowledged = {
+        "bench-legacy": sum(scenarios[1].ok for scenarios in served),
+        "bench-json": sum(scenarios[2].ok for scenarios in served),
+    }
     # wrk stops with up to one request per connection in flight: those votes may have committed
     # without wrk counting the answer, so a tally may exceed the acknowledged votes by that much.
     tallies_match = all(
-        acknowledged[k] <= tallies.get(k, 0) <= acknowledged[k] + connections for k in acknowledged
+        acknowledged[k] <= tallies.get(k, 0) <= acknowledged[k] + connections * rounds for k in acknowledged
     )
     audit_ok = asyncio.run(_audit(db))
+    ordered = [ceilings[0]]
+    for scenarios, after in zip(served, ceilings[1:], strict=True):
+        ordered += [*scenarios, after]
     return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
-        "users": users, "connections": connections, "duration": duration,
+        "users": users, "rounds": rounds, "connections": connections, "duration": duration,
         "import_seconds": round(import_seconds, 2),
-        "scenarios": [asdict(s) for s in scenarios],
+        "scenarios": [asdict(s) for s in ordered],
+        "summary": _summary(served),
         "tallies": tallies, "acknowledged": acknowledged,
         "tallies_match": tallies_match,
         "audit_passed": audit_ok,
     }
 
 
+def _summary(served: list[list[Scenario]]) -> dict[str, dict[str, float]]:
+    """Each service scenario over the rounds: the median, lowest and highest ratio, the median
+    rate and the highest p99."""
+    summary: dict[str, dict[str, float]] = {}
+    for name, *_ in SERVICE_SCENARIOS:
+        runs = [s for scenarios in served for s in scenarios if s.name == name]
+        ratios = [s.ratio for s in runs]
+        summary[name] = {
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "rps_median": round(statistics.median(s.rps for s in runs), 1),
+            "p99_ms_max": max(s.p99_ms for s in runs),
+        }
+    return summary
+
+
 def report(figures: dict[str, Any]) -> str:
-    """A human-readable table of the figures."""
+    """A human-readable table of the figures (and, over several rounds, of each scenario's median)."""
+    rounds = figures["rounds"]
     lines = [f"{'scenario':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}{'cpu µs/req':>12}"
              "  generator"]
     for s in figures["scenarios"]:
         cpu = f"{s['cpu_us']:,.0f}" if s.get("cpu_us") is not None else "-"
-        lines.append(f"{s['name']:<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+        name = s["name"] if rounds == 1 else f"{s['round']}: {s['name']}"
+        lines.append(f"{name:<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
                      f"{s['ratio']:>8.3f}{cpu:>12}  {s['generator']}")
-    lines.append(f"users {figures['users']:,} (imported in {figures['import_seconds']} s), "
-                 f"{figures['connections']} connections, {figures['duration']} s per scenario; "
-                 "ratios are to the mean of the two ceiling runs")
+    if rounds == 1:
+        lines.append(f"users {figures['users']:,} (imported in {figures['import_seconds']} s), "
+                     f"{figures['connections']} connections, {figures['duration']} s per scenario; "
+                     "ratios are to the mean of the two ceiling runs")
+    else:
+        lines.append(f"users {figures['users']:,} per round (imported in {figures['import_seconds']} s), "
+                     f"{figures['connections']} connections, {figures['duration']} s per scenario, "
+                     f"{rounds} rounds; each round's ratios are to the mean of the ceiling runs "
+                     "before and after it (a ceiling's ratio: to the mean of them all)")
+        lines.append(f"{'over the rounds':<34}{'req/s':>10}{'':>9}{'p99 max':>9}{'ratio':>8}"
+                     f"{'lowest':>8}{'highest':>8}")
+        for name, m in figures["summary"].items():
+            lines.append(f"{name:<34}{m['rps_median']:>10,.0f}{'':>9}{m['p99_ms_max']:>9.2f}"
+                         f"{m['ratio_median']:>8.3f}{m['ratio_min']:>8.3f}{m['ratio_max']:>8.3f}")
     for s in figures["scenarios"]:
         if s.get("voters_ran_out"):
-            lines.append(f"{s['name']}: all {figures['users']:,} voters had voted before the "
-                         "time was up, so its req/s is a lower bound; give --users more")
+            name = s["name"] if rounds == 1 else f"{s['name']} (round {s['round']})"
+            lines.append(f"{name}: all {figures['users']:,} voters had voted before the time was up, "
+                         "so its req/s is a lower bound; give --users more")
     lines.append(f"tallies {figures['tallies']} vs acknowledged {figures['acknowledged']}: "
                  f"{'match (within in-flight requests)' if figures['tallies_match'] else 'MISMATCH'}; audit "
                  f"{'passed' if figures['audit_passed'] else 'FAILED'}")

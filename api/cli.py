@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import gc
 import json
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -295,9 +296,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(figures, indent=2))
         passed = figures["audit_passed"] and figures["audit_one_process_passed"]
         return 0 if passed and not figures["rebuild_changes"] else 1
-    figures = bench.run(args.users, args.connections, args.duration, workdir)
+    figures = bench.run(args.users, args.connections, args.duration, workdir, args.rounds)
     print(json.dumps(figures, indent=2) if args.json else bench.report(figures))
     return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argument type: a finite number of ``kind`` above zero (argparse names the option on
+    error)."""
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} above zero")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,13 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling")
     bench_cmd.set_defaults(run=cmd_bench)
-    bench_cmd.add_argument("--users", type=int,
-                           help="distinct voters (default: 30,000 per second of --duration)")
-    bench_cmd.add_argument("--connections", type=int, default=64)
-    bench_cmd.add_argument("--duration", type=float, default=5.0,
+    bench_cmd.add_argument("--users", type=_positive(int),
+                           help="distinct voters in each round (default: 30,000 per second of --duration)")
+    bench_cmd.add_argument("--connections", type=_positive(int), default=64)
+    bench_cmd.add_argument("--duration", type=_positive(float), default=5.0,
                            help="seconds per scenario (with --ledger: of votes after start-up)")
+    bench_cmd.add_argument("--rounds", type=_positive(int), default=1,
+                           help="run every scenario this many times, a ceiling run after each round, "
+                                "and report each scenario's median ratio (default: 1)")
     bench_cmd.add_argument("--workdir", help="keep the ledger and files here")
-    bench_cmd.add_argument("--ledger", type=int, metavar="EVENTS",
+    bench_cmd.add_argument("--ledger", type=_positive(int), metavar="EVENTS",
                            help="instead: append rates, audit and rebuild speed and server memory "
                                 "(after start-up and after votes) on a ledger of this many events")
     bench_cmd.add_argument("--json", action="store_true")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from api.bench import report as bench_report
 from tests.reliability.helpers import run_cli
 
 
@@ -28,6 +31,55 @@ def test_the_http_benchmark_runs_every_scenario_and_its_tallies_match(tmp_path: 
     assert [s["voters_ran_out"] for s in figures["scenarios"]] == [False, False, True, True, False]
     assert figures["tallies_match"] and figures["audit_passed"]
     assert figures["acknowledged"]["bench-legacy"] > 0 and figures["acknowledged"]["bench-json"] > 0
+
+
+def test_rounds_repeat_every_scenario_with_voters_of_their_own_and_ratios_to_the_ceilings_around_them(
+    tmp_path: Path,
+) -> None:
+    done = run_cli("bench", "--users", "200", "--duration", "1", "--connections", "8", "--rounds", "2",
+                   "--json", "--workdir", str(tmp_path), timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    scenarios = figures["scenarios"]
+    service = ["GET /candidates", "GET /vote?id=N (legacy)", "POST /api/v1/polls/{id}/votes"]
+    again = "bare aiohttp (ceiling, again)"
+    assert [(s["round"], s["name"]) for s in scenarios] == [
+        (1, "bare aiohttp (ceiling)"), *[(1, n) for n in service], (1, again),
+        *[(2, n) for n in service], (2, again),
+    ]
+    ceilings = [scenarios[0], scenarios[4], scenarios[8]]
+    for r, ran in ((0, scenarios[1:4]), (1, scenarios[5:8])):
+        around = (ceilings[r]["rps"] + ceilings[r + 1]["rps"]) / 2
+        assert [s["ratio"] for s in ran] == [round(s["rps"] / around, 3) for s in ran]
+    # round 2 votes by 200 voters of its own: a voter of round 1 would be refused (single policy)
+    votes = [s for s in scenarios if s["name"] in service[1:]]
+    assert all(s["ok"] == s["requests"] > 0 for s in votes), votes
+    assert figures["acknowledged"] == {
+        "bench-legacy": scenarios[2]["ok"] + scenarios[6]["ok"],
+        "bench-json": scenarios[3]["ok"] + scenarios[7]["ok"],
+    }
+    assert figures["tallies_match"] and figures["audit_passed"]
+    for name in service:
+        ratios = sorted(s["ratio"] for s in scenarios if s["name"] == name)
+        summary = figures["summary"][name]
+        assert (summary["ratio_min"], summary["ratio_max"]) == (ratios[0], ratios[-1])
+        assert summary["ratio_median"] == pytest.approx(sum(ratios) / 2)
+    assert "over the rounds" in bench_report(figures)
+
+
+@pytest.mark.parametrize("option", [
+    ("--rounds", "0"), ("--rounds", "two"), ("--users", "-5"), ("--users", "1.5"), ("--duration", "0"),
+    ("--duration", "inf"), ("--connections", "0"), ("--ledger", "-1"),
+])
+def test_a_count_or_a_duration_that_is_not_above_zero_is_one_line_and_exit_2(
+    option: tuple[str, str], tmp_path: Path,
+) -> None:
+    done = run_cli("bench", *option, "--workdir", str(tmp_path / "work"))
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and f"argument {option[0]}: {option[1]!r} is not" in done.stderr
+    assert done.stdout == "" and not (tmp_path / "work").exists()
 
 
 def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_untouched_and_emptied_tables(
