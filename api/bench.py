@@ -305,11 +305,15 @@ async def _replayed(db: Path) -> LedgerState:
         await store.close()
 
 
-def _tokens(users: Iterable[User], work: Path, name: str = "tokens.txt") -> tuple[list[str], Path]:
-    """One token per user, as the service would issue it, and the file wrk reads them from."""
+def _tokens(
+    users: Iterable[User], work: Path, name: str, lifetime: float = 3600
+) -> tuple[list[str], Path]:
+    """One token per user, as the service would issue it (valid for ``lifetime`` seconds), and the
+    file wrk reads them from."""
     now = int(time.time())
+    exp = now + int(lifetime)
     tokens = [
-        jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": now + 3600}, SECRET, "HS256")
+        jwt.encode({"sub": u.user_id, "email": u.email, "iat": now, "exp": exp}, SECRET, "HS256")
         for u in users
     ]
     tokens_file = work / name
@@ -350,20 +354,24 @@ def _in_workdir(keep: Path | None, job: Callable[[Path], dict[str, Any]]) -> dic
 def run(
     users: int | None, connections: int, duration: float, keep: Path | None = None, rounds: int = 1
 ) -> dict[str, Any]:
-    """Run every scenario ``rounds`` times and return the figures; the files stay in ``keep`` if
-    given. ``users`` voters vote in each round, so ``users * rounds`` are imported."""
+    """Run the service's scenarios ``rounds`` times, with a ceiling run before the first round and
+    after each, and return the figures; the files stay in ``keep`` if given. ``users`` voters vote
+    in each round, so ``users * rounds`` are imported."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be 1 or more, not {rounds}")
     # wrk runs for whole seconds, one at least
     voters = users if users is not None else VOTERS_PER_SECOND * max(1, round(duration))
     return _in_workdir(keep, partial(_run, voters, connections, duration, rounds))
 
 
 SERVICE_SCENARIOS = (
-    ("GET /candidates", "/candidates", "", ""),
-    ("GET /vote?id=N (legacy)", "/vote?id=1", "GET", ""),
-    ("POST /api/v1/polls/{id}/votes", "/api/v1/polls/bench-json/votes", "POST", '{"candidateId": 3}'),
+    ("GET /candidates", "/candidates", "", "", None),
+    ("GET /vote?id=N (legacy)", "/vote?id=1", "GET", "", "bench-legacy"),
+    ("POST /api/v1/polls/{id}/votes", "/api/v1/polls/bench-json/votes", "POST", '{"candidateId": 3}',
+     "bench-json"),
 )
 """Each scenario the service is driven through: its name, path, method (empty: no token, a plain
-GET) and body."""
+GET), body, and the poll its requests vote in (None: no votes)."""
 
 
 def _run(users: int, connections: int, duration: float, rounds: int, work: Path) -> dict[str, Any]:
@@ -382,7 +390,12 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
     import_seconds = time.perf_counter() - started
     voters = list(asyncio.run(_replayed(db)).users.values())
     # each round's votes are by voters of its own, who have voted in neither poll yet
-    slices = [_tokens(voters[r * users:(r + 1) * users], work, f"tokens-{r + 1}.txt") for r in range(rounds)]
+    # tokens minted now must outlive every round: an hour past the run's longest likely length
+    lifetime = 3600 + rounds * (len(SERVICE_SCENARIOS) + 1) * (duration + 120)
+    slices = [
+        _tokens(voters[r * users:(r + 1) * users], work, f"tokens-{r + 1}.txt", lifetime)
+        for r in range(rounds)
+    ]
 
     # The ceiling is measured before the first round and after each, and each round's ratios are
     # to the mean of the two around it: the host's speed drifts within a run, and one measurement
@@ -404,7 +417,7 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
                 served.append([
                     replace(_drive(port, tokens_file, tokens, name, path, connections, duration,
                                    method=method, body=body, pid=server.pid), round=r)
-                    for name, path, method, body in SERVICE_SCENARIOS
+                    for name, path, method, body, _ in SERVICE_SCENARIOS
                 ])
                 ceilings.append(ceiling("bare aiohttp (ceiling, again)", r))
         finally:
@@ -421,8 +434,8 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
 
     tallies = _tallies(asyncio.run(_replayed(db)))
     acknowledged = {
-        "bench-legacy": sum(scenarios[1].ok for scenarios in served),
-        "bench-json": sum(scenarios[2].ok for scenarios in served),
+        poll: sum(s.ok for scenarios in served for s in scenarios if s.name == name)
+        for name, *_, poll in SERVICE_SCENARIOS if poll is not None
     }
     # wrk stops with up to one request per connection in flight: those votes may have committed
     # without wrk counting the answer, so a tally may exceed the acknowledged votes by that much.
@@ -467,8 +480,7 @@ def report(figures: dict[str, Any]) -> str:
              "  generator"]
     for s in figures["scenarios"]:
         cpu = f"{s['cpu_us']:,.0f}" if s.get("cpu_us") is not None else "-"
-        name = s["name"] if rounds == 1 else f"{s['round']}: {s['name']}"
-        lines.append(f"{name:<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+        lines.append(f"{_label(s, rounds):<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
                      f"{s['ratio']:>8.3f}{cpu:>12}  {s['generator']}")
     if rounds == 1:
         lines.append(f"users {figures['users']:,} (imported in {figures['import_seconds']} s), "
@@ -479,20 +491,24 @@ def report(figures: dict[str, Any]) -> str:
                      f"{figures['connections']} connections, {figures['duration']} s per scenario, "
                      f"{rounds} rounds; each round's ratios are to the mean of the ceiling runs "
                      "before and after it (a ceiling's ratio: to the mean of them all)")
-        lines.append(f"{'over the rounds':<34}{'req/s':>10}{'':>9}{'p99 max':>9}{'ratio':>8}"
+        lines.append(f"{'over the rounds':<34}{'median req/s':>14}{'p99 max':>9}{'median':>8}"
                      f"{'lowest':>8}{'highest':>8}")
         for name, m in figures["summary"].items():
-            lines.append(f"{name:<34}{m['rps_median']:>10,.0f}{'':>9}{m['p99_ms_max']:>9.2f}"
+            lines.append(f"{name:<34}{m['rps_median']:>14,.0f}{m['p99_ms_max']:>9.2f}"
                          f"{m['ratio_median']:>8.3f}{m['ratio_min']:>8.3f}{m['ratio_max']:>8.3f}")
     for s in figures["scenarios"]:
         if s.get("voters_ran_out"):
-            name = s["name"] if rounds == 1 else f"{s['name']} (round {s['round']})"
-            lines.append(f"{name}: all {figures['users']:,} voters had voted before the time was up, "
-                         "so its req/s is a lower bound; give --users more")
+            lines.append(f"{_label(s, rounds)}: all {figures['users']:,} voters had voted before the "
+                         "time was up, so its req/s is a lower bound; give --users more")
     lines.append(f"tallies {figures['tallies']} vs acknowledged {figures['acknowledged']}: "
                  f"{'match (within in-flight requests)' if figures['tallies_match'] else 'MISMATCH'}; audit "
                  f"{'passed' if figures['audit_passed'] else 'FAILED'}")
     return "\n".join(lines)
+
+
+def _label(scenario: dict[str, Any], rounds: int) -> str:
+    """A scenario's name in the report, after its round's number when there are several."""
+    return scenario["name"] if rounds == 1 else f"{scenario['round']}: {scenario['name']}"
 
 
 BENCH_POLL = """
@@ -615,7 +631,7 @@ def _ledger_run(events: int, votes_seconds: float, work: Path) -> dict[str, Any]
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
         figures.update(_resident(server.pid, ""))
         # then votes by up to 100k distinct users, as a busy vote would bring: what memory grows
-        tokens, tokens_file = _tokens(voters, work)
+        tokens, tokens_file = _tokens(voters, work, "tokens.txt")
         voted = _drive(port, tokens_file, tokens, "votes", "/vote?id=1", 64, votes_seconds, method="GET",
                        pid=server.pid)
         figures["votes_after_start"] = voted.ok

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from api.settings import Settings, SettingsError
 from ledger.errors import LedgerError
@@ -301,12 +301,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
     """An argument type: a finite number of ``kind`` above zero (argparse names the option on
     error)."""
     what = "a whole number" if kind is int else "a number"
 
-    def parse(text: str) -> float:
+    def parse(text: str) -> _Number:
         try:
             value = kind(text)
         except ValueError:
@@ -315,7 +318,6 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what} above zero")
         return value
 
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 
@@ -358,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--duration", type=_positive(float), default=5.0,
                            help="seconds per scenario (with --ledger: of votes after start-up)")
     bench_cmd.add_argument("--rounds", type=_positive(int), default=1,
-                           help="run every scenario this many times, a ceiling run after each round, "
-                                "and report each scenario's median ratio (default: 1)")
+                           help="run the service's scenarios this many times, with a ceiling run "
+                                "before the first round and after each, and report each scenario's "
+                                "median, lowest and highest ratio (default: 1)")
     bench_cmd.add_argument("--workdir", help="keep the ledger and files here")
     bench_cmd.add_argument("--ledger", type=_positive(int), metavar="EVENTS",
                            help="instead: append rates, audit and rebuild speed and server memory "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from api.bench import SERVICE_SCENARIOS, Scenario, _summary
 from api.bench import report as bench_report
 from tests.reliability.helpers import run_cli
 
@@ -31,6 +32,11 @@ def test_the_http_benchmark_runs_every_scenario_and_its_tallies_match(tmp_path: 
     assert [s["voters_ran_out"] for s in figures["scenarios"]] == [False, False, True, True, False]
     assert figures["tallies_match"] and figures["audit_passed"]
     assert figures["acknowledged"]["bench-legacy"] > 0 and figures["acknowledged"]["bench-json"] > 0
+    # one round: every scenario of round 1, and the report as it was before rounds
+    assert figures["rounds"] == 1 and {s["round"] for s in figures["scenarios"]} == {1}
+    text = bench_report(figures)
+    assert "ratios are to the mean of the two ceiling runs" in text and "over the rounds" not in text
+    assert "\nGET /candidates " in text
 
 
 def test_rounds_repeat_every_scenario_with_voters_of_their_own_and_ratios_to_the_ceilings_around_them(
@@ -49,6 +55,8 @@ def test_rounds_repeat_every_scenario_with_voters_of_their_own_and_ratios_to_the
         *[(2, n) for n in service], (2, again),
     ]
     ceilings = [scenarios[0], scenarios[4], scenarios[8]]
+    mean = sum(c["rps"] for c in ceilings) / 3
+    assert [c["ratio"] for c in ceilings] == [round(c["rps"] / mean, 3) for c in ceilings]
     for r, ran in ((0, scenarios[1:4]), (1, scenarios[5:8])):
         around = (ceilings[r]["rps"] + ceilings[r + 1]["rps"]) / 2
         assert [s["ratio"] for s in ran] == [round(s["rps"] / around, 3) for s in ran]
@@ -60,12 +68,35 @@ def test_rounds_repeat_every_scenario_with_voters_of_their_own_and_ratios_to_the
         "bench-json": scenarios[3]["ok"] + scenarios[7]["ok"],
     }
     assert figures["tallies_match"] and figures["audit_passed"]
-    for name in service:
-        ratios = sorted(s["ratio"] for s in scenarios if s["name"] == name)
-        summary = figures["summary"][name]
-        assert (summary["ratio_min"], summary["ratio_max"]) == (ratios[0], ratios[-1])
-        assert summary["ratio_median"] == pytest.approx(sum(ratios) / 2)
-    assert "over the rounds" in bench_report(figures)
+    assert set(figures["summary"]) == set(service)
+    text = bench_report(figures)
+    assert "\n2: POST /api/v1/polls/{id}/votes " in text and "over the rounds" in text
+
+
+def _scenario(name: str, r: int, rps: float, ratio: float, p99: float) -> Scenario:
+    return Scenario(name, 10, 10, 1.0, rps, 1.0, p99, ratio=ratio, round=r)
+
+
+def test_the_summary_takes_the_median_lowest_and_highest_of_each_scenario_over_its_rounds() -> None:
+    names = [name for name, *_ in SERVICE_SCENARIOS]
+    rounds = [
+        [_scenario(names[0], 1, 900, 0.9, 3.0), _scenario(names[1], 1, 100, 0.1, 9.0),
+         _scenario(names[2], 1, 400, 0.4, 5.0)],
+        [_scenario(names[0], 2, 500, 0.5, 4.0), _scenario(names[1], 2, 500, 0.5, 7.0),
+         _scenario(names[2], 2, 300, 0.3, 30.0)],
+        [_scenario(names[0], 3, 600, 0.6, 2.0), _scenario(names[1], 3, 200, 0.2, 8.0),
+         _scenario(names[2], 3, 350, 0.35, 6.0)],
+    ]
+
+    summary = _summary(rounds)
+
+    # medians, not means: 0.6 (mean 0.667), 0.2 (mean 0.267), 0.35 (mean 0.35)
+    columns = ("ratio_median", "ratio_min", "ratio_max", "rps_median", "p99_ms_max")
+    assert summary == {
+        names[0]: dict(zip(columns, (0.6, 0.5, 0.9, 600, 4.0), strict=True)),
+        names[1]: dict(zip(columns, (0.2, 0.1, 0.5, 200, 9.0), strict=True)),
+        names[2]: dict(zip(columns, (0.35, 0.3, 0.4, 350, 30.0), strict=True)),
+    }
 
 
 @pytest.mark.parametrize("option", [
