@@ -131,6 +131,7 @@ class Scenario:
     generator: str = "wrk"
     cpu_us: float | None = None  # the server's CPU time (all threads, and its batch writer) per request
     voters_ran_out: bool = False  # every voter had voted before the time was up: rps is a lower bound
+    socket_errors: int = 0  # connections that failed or timed out: the figures are not to be trusted
     round: int = 1
 
 
@@ -141,17 +142,28 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+class BenchError(Exception):
+    """The benchmark could not run: a set-up step failed, a server did not start, wrk gave no
+    figures."""
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(it said nothing)"
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before listening")
+            said = _last_line(log.read_text(errors="replace"))
+            raise BenchError(f"the server exited with {process.returncode} before listening: {said}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("the server did not start listening in time")
+    raise BenchError(f"the server did not start listening within {timeout:g} s (its log: {log})")
 
 
 def _env(db: Path) -> dict[str, str]:
@@ -175,16 +187,20 @@ def _wrk(port: int, tokens: Path, path: str, connections: int, duration: float,
     script.write_text(WRK_SCRIPT)
     env = child_environment({"BENCH_TOKENS": str(tokens), "BENCH_PATH": path, "BENCH_METHOD": method,
                              "BENCH_BODY": body, "BENCH_THREADS": "1"})
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}"],
-        env=env, capture_output=True, text=True, timeout=duration + 120,
-    )
+    try:
+        result = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+             "-s", str(script), f"http://127.0.0.1:{port}"],
+            env=env, capture_output=True, text=True, timeout=duration + 120,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish within {duration + 120:g} s") from None
     for line in result.stderr.splitlines():
         if line.startswith("BENCH "):
             stats: dict[str, Any] = json.loads(line[6:])
             return stats
-    raise RuntimeError(f"wrk printed no figures: {result.stdout} {result.stderr}")
+    raise BenchError(f"wrk exited with {result.returncode} and printed no figures: "
+                     f"{_last_line(result.stderr + result.stdout)}")
 
 
 async def _aiohttp_load(port: int, tokens: list[str], path: str, connections: int, duration: float,
@@ -266,7 +282,9 @@ def _drive(port: int, tokens_file: Path, tokens: list[str], name: str, path: str
     else:
         stats = asyncio.run(_aiohttp_load(port, tokens, path, connections, duration, method, body))
         generator = "aiohttp (wrk not found)"
-    ok = stats["requests"] - stats["non2xx"] - stats["socket_errors"]
+    # wrk counts a request once its answer is in; a connection that failed (to connect, read or
+    # write) brought no answer, and its error is no request of the count
+    ok = stats["requests"] - stats["non2xx"]
     cpu_after = _cpu_seconds(pid)
     cpu_us = None
     if cpu_before is not None and cpu_after is not None and stats["requests"]:
@@ -275,17 +293,27 @@ def _drive(port: int, tokens_file: Path, tokens: list[str], name: str, path: str
     ran_out = bool(method) and stats["requests"] >= len(tokens) - connections
     return Scenario(name, stats["requests"], ok, stats["seconds"], ok / stats["seconds"],
                     stats["p50_ms"], stats["p99_ms"], generator=generator, cpu_us=cpu_us,
-                    voters_ran_out=ran_out)
+                    voters_ran_out=ran_out, socket_errors=stats["socket_errors"])
 
 
-def _serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start a server, its standard error (and access log) going to ``log``, and wait until it
+    listens."""
+    with log.open("wb") as handle:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=handle)
     try:
-        _wait_for(port, process)
+        _wait_for(port, process, log)
     except BaseException:  # not left running on its files
         _stop(process)
         raise
     return process
+
+
+def _step(what: str, argv: list[str], env: dict[str, str]) -> None:
+    """Run a set-up command; BenchError with its last line if it fails."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"{what} failed: {_last_line(done.stderr + done.stdout)}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -384,9 +412,8 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
             handle.write(json.dumps({"email": f"user{i}@bench.example", "name": f"user {i}",
                                      "password": f"pw-{i}"}) + "\n")
     started = time.perf_counter()
-    subprocess.run(_command("polls", "load", "--config", str(polls)), env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run(_command("users", "import", str(people)), env=env, check=True, stdout=subprocess.DEVNULL)
+    _step("loading the polls", _command("polls", "load", "--config", str(polls)), env)
+    _step("importing the users", _command("users", "import", str(people)), env)
     import_seconds = time.perf_counter() - started
     voters = list(asyncio.run(_replayed(db)).users.values())
     # each round's votes are by voters of its own, who have voted in neither poll yet
@@ -401,7 +428,7 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
     # to the mean of the two around it: the host's speed drifts within a run, and one measurement
     # at a slow moment would flatter or sink every ratio.
     bare_port, port = _free_port(), _free_port()
-    bare = _serve([sys.executable, "-c", BARE_SERVER, str(bare_port)], env, bare_port)
+    bare = _serve([sys.executable, "-c", BARE_SERVER, str(bare_port)], env, bare_port, work / "bare.log")
     try:
         def ceiling(name: str, r: int) -> Scenario:
             tokens, tokens_file = slices[r - 1]
@@ -411,7 +438,7 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
         ceilings = [ceiling("bare aiohttp (ceiling)", 1)]
         served: list[list[Scenario]] = []
         server = _serve(_command("serve", "--port", str(port), "--config", str(polls), "--log-format",
-                                 "json"), {**env, "PYTHONUNBUFFERED": "1"}, port)
+                                 "json"), {**env, "PYTHONUNBUFFERED": "1"}, port, work / "server.log")
         try:
             for r, (tokens, tokens_file) in enumerate(slices, start=1):
                 served.append([
@@ -500,6 +527,9 @@ def report(figures: dict[str, Any]) -> str:
         if s.get("voters_ran_out"):
             lines.append(f"{_label(s, rounds)}: all {figures['users']:,} voters had voted before the "
                          "time was up, so its req/s is a lower bound; give --users more")
+        if s.get("socket_errors"):
+            lines.append(f"{_label(s, rounds)}: {s['socket_errors']:,} connections failed or timed out "
+                         "(fewer --connections?), so its figures are not to be trusted")
     lines.append(f"tallies {figures['tallies']} vs acknowledged {figures['acknowledged']}: "
                  f"{'match (within in-flight requests)' if figures['tallies_match'] else 'MISMATCH'}; audit "
                  f"{'passed' if figures['audit_passed'] else 'FAILED'}")
@@ -626,7 +656,8 @@ def _ledger_run(events: int, votes_seconds: float, work: Path) -> dict[str, Any]
 
     port = _free_port()
     started = time.perf_counter()
-    server = _serve(_command("serve", "--port", str(port), "--config", str(polls)), _env(db), port)
+    server = _serve(_command("serve", "--port", str(port), "--config", str(polls)), _env(db), port,
+                    work / "server.log")
     try:
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
         figures.update(_resident(server.pid, ""))

@@ -291,12 +291,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from api import bench
 
     workdir = Path(args.workdir) if args.workdir else None
+    try:
+        if args.ledger:
+            figures = bench.ledger_run(args.ledger, workdir, args.duration)
+        else:
+            figures = bench.run(args.users, args.connections, args.duration, workdir, args.rounds)
+    except bench.BenchError as exc:
+        raise CommandError(f"the benchmark stopped: {exc}") from exc
     if args.ledger:
-        figures = bench.ledger_run(args.ledger, workdir, args.duration)
         print(json.dumps(figures, indent=2))
         passed = figures["audit_passed"] and figures["audit_one_process_passed"]
         return 0 if passed and not figures["rebuild_changes"] else 1
-    figures = bench.run(args.users, args.connections, args.duration, workdir, args.rounds)
     print(json.dumps(figures, indent=2) if args.json else bench.report(figures))
     return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
 

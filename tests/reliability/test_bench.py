@@ -8,6 +8,7 @@ the audits pass and a rebuild of the benchmark's own ledger changes nothing.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,62 @@ def test_a_count_or_a_duration_that_is_not_above_zero_is_one_line_and_exit_2(
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and f"argument {option[0]}: {option[1]!r} is not" in done.stderr
     assert done.stdout == "" and not (tmp_path / "work").exists()
+
+
+def test_a_load_generator_that_gives_no_figures_stops_the_benchmark_in_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "wrk").write_text("#!/bin/sh\necho 'wrk: cannot open the tokens' >&2\nexit 3\n")
+    (fake / "wrk").chmod(0o755)
+
+    done = run_cli("bench", "--users", "20", "--duration", "1", "--workdir", str(tmp_path / "work"),
+                   env={"PATH": f"{fake}:{os.environ['PATH']}"}, timeout=300)
+
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        "vote-ledger: error: the benchmark stopped: wrk exited with 3 and printed no figures: "
+        "wrk: cannot open the tokens\n"
+    )
+    # the bare server it had started is stopped, not left running: nothing holds its log open
+    log = tmp_path / "work" / "bare.log"
+    assert log.exists() and not _holders(log)
+
+
+def test_failed_connections_are_no_answers_and_are_reported_and_made_up_votes_fail_the_tally(
+    tmp_path: Path,
+) -> None:
+    # a load generator that claims 100 answers, 5 of them errors, and 7 connections that failed
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    figures_line = ('BENCH {"requests": 100, "seconds": 1.0, "non2xx": 5, "socket_errors": 7, '
+                    '"p50_ms": 1.0, "p99_ms": 2.0}')
+    (fake / "wrk").write_text(f"#!/bin/sh\necho '{figures_line}' >&2\n")
+    (fake / "wrk").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    args = ("bench", "--users", "1000", "--duration", "1", "--workdir", str(tmp_path / "work"))
+
+    done = run_cli(*args, "--json", env=env, timeout=300)
+
+    # nobody voted, so the 95 votes it acknowledged are not in the tallies
+    assert done.returncode == 1, done.stderr
+    figures = json.loads(done.stdout)
+    assert [(s["ok"], s["socket_errors"]) for s in figures["scenarios"]] == [(95, 7)] * 5
+    assert figures["acknowledged"] == {"bench-legacy": 95, "bench-json": 95}
+    assert figures["tallies"] == {"bench-legacy": 0, "bench-json": 0} and not figures["tallies_match"]
+    text = bench_report(figures)
+    assert text.count("7 connections failed or timed out") == 5 and "MISMATCH" in text
+
+
+def _holders(path: Path) -> list[int]:
+    """The processes with ``path`` open."""
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                found.append(int(fd_dir.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_untouched_and_emptied_tables(
