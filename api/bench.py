@@ -416,9 +416,9 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
     _step("importing the users", _command("users", "import", str(people)), env)
     import_seconds = time.perf_counter() - started
     voters = list(asyncio.run(_replayed(db)).users.values())
-    # each round's votes are by voters of its own, who have voted in neither poll yet
     # tokens minted now must outlive every round: an hour past the run's longest likely length
     lifetime = 3600 + rounds * (len(SERVICE_SCENARIOS) + 1) * (duration + 120)
+    # each round's votes are by voters of its own, who have voted in neither poll yet
     slices = [
         _tokens(voters[r * users:(r + 1) * users], work, f"tokens-{r + 1}.txt", lifetime)
         for r in range(rounds)
