@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import jwt
 
+from api.procfs import children, rss_kib, stat_fields
 from api.settings import child_environment
 from ledger.sqlite import SqliteEventStore
 from projections.audit import audit
@@ -243,21 +244,9 @@ async def _aiohttp_load(port: int, tokens: list[str], path: str, connections: in
             "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name (None where it cannot be read)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
 def _service(pid: int) -> list[int]:
     """A served process and the processes it started (its batch writer)."""
-    children = [
-        int(entry.name) for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None and int(fields[1]) == pid
-    ]
-    return [pid, *children]
+    return [pid, *children(pid)]
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -265,7 +254,7 @@ def _cpu_seconds(pid: int) -> float | None:
     does not tell)."""
     total = 0
     for process in _service(pid):
-        fields = _stat(process)
+        fields = stat_fields(process)
         if fields is None:
             if process == pid:
                 return None
@@ -590,19 +579,8 @@ async def _build_ledger(db: Path, events: int) -> dict[str, float]:
 def _resident(pid: int, suffix: str) -> dict[str, float]:
     """The resident sizes of a served process and of its batch writer, in MiB."""
     helpers = _service(pid)[1:]
-    return {f"serve_rss_mib{suffix}": round(_rss_kib(pid) / 1024, 1),
-            f"batch_writer_rss_mib{suffix}": round(sum(_rss_kib(p) for p in helpers) / 1024, 1)}
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return 0
-    for line in lines:
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return {f"serve_rss_mib{suffix}": round(rss_kib(pid) / 1024, 1),
+            f"batch_writer_rss_mib{suffix}": round(sum(rss_kib(p) for p in helpers) / 1024, 1)}
 
 
 async def _empty_projections(store: SqliteEventStore) -> None:

@@ -28,8 +28,9 @@ async def vote(request: web.Request) -> web.Response:
     candidate = body.get("candidateId") if type(body) is dict and len(body) == 1 else None
     if type(candidate) is not int or not 1 <= candidate <= MAX_ID:
         candidate = load(VOTE_REQUEST, body)["candidateId"]
-    get_poll(request.app[LEDGER].state, request.match_info["pollId"])
-    record = await cast_vote(request, identity, request.match_info["pollId"], candidate)
+    poll_id = request.match_info["pollId"]
+    get_poll(request.app[LEDGER].state, poll_id)
+    record = await cast_vote(request, identity, poll_id, candidate)
     return json_response(vote_json(record), status=201)
 
 

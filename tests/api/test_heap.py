@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from pathlib import Path
+import os
 
 import pytest
 
 from api.cli import YOUNG_COLLECTION_THRESHOLD, _settle_heap
+from api.procfs import rss_kib
 
 
 def resident_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
+    return rss_kib(os.getpid()) / 1024
 
 
 async def test_the_replayed_heap_is_frozen_and_young_collections_are_spaced_out() -> None:

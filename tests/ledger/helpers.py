@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+from api.procfs import children, stat_fields
 from ledger.chain import link
 from ledger.events import PollOpened, UserRegistered, encode
 from ledger.store import GENESIS_HASH, EventStore, NewEvent, PrivateData, StoredEvent
@@ -70,20 +71,16 @@ def assert_chain(events: list[StoredEvent]) -> None:
         prev = event.hash
 
 
-def _running(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name (state, parent, ...), or None once the
-    process has ended (an exited process nobody has reaped yet counts as ended)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (an exited process nobody has reaped yet counts as ended)."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 async def until_ended(pid: int, timeout: float = 10.0) -> None:
     """Wait for process ``pid`` to end."""
     for _ in range(int(timeout / 0.02)):
-        if _running(pid) is None:
+        if not _running(pid):
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"process {pid} is still running after {timeout} s")
@@ -92,14 +89,10 @@ async def until_ended(pid: int, timeout: float = 10.0) -> None:
 def batch_writers(parent: int) -> list[int]:
     """The ``ledger.batch_writer`` processes that ``parent`` started and that are still running."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or (fields := _running(int(entry.name))) is None:
-            continue
-        if int(fields[1]) != parent:
-            continue
+    for pid in children(parent):
         try:
-            if b"ledger.batch_writer" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
+            if _running(pid) and b"ledger.batch_writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:  # ended meanwhile
             continue
     return found

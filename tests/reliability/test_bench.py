@@ -114,14 +114,20 @@ def test_a_count_or_a_duration_that_is_not_above_zero_is_one_line_and_exit_2(
     assert done.stdout == "" and not (tmp_path / "work").exists()
 
 
-def test_a_load_generator_that_gives_no_figures_stops_the_benchmark_in_one_line(tmp_path: Path) -> None:
+def _fake_wrk(tmp_path: Path, script: str) -> dict[str, str]:
+    """An environment whose ``wrk`` is the shell ``script`` (a load generator that makes things up)."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "wrk").write_text("#!/bin/sh\necho 'wrk: cannot open the tokens' >&2\nexit 3\n")
+    (fake / "wrk").write_text(f"#!/bin/sh\n{script}\n")
     (fake / "wrk").chmod(0o755)
+    return {"PATH": f"{fake}:{os.environ['PATH']}"}
+
+
+def test_a_load_generator_that_gives_no_figures_stops_the_benchmark_in_one_line(tmp_path: Path) -> None:
+    env = _fake_wrk(tmp_path, "echo 'wrk: cannot open the tokens' >&2\nexit 3")
 
     done = run_cli("bench", "--users", "20", "--duration", "1", "--workdir", str(tmp_path / "work"),
-                   env={"PATH": f"{fake}:{os.environ['PATH']}"}, timeout=300)
+                   env=env, timeout=300)
 
     assert done.returncode == 1, done.stderr
     assert done.stderr == (
@@ -137,13 +143,9 @@ def test_failed_connections_are_no_answers_and_are_reported_and_made_up_votes_fa
     tmp_path: Path,
 ) -> None:
     # a load generator that claims 100 answers, 5 of them errors, and 7 connections that failed
-    fake = tmp_path / "bin"
-    fake.mkdir()
     figures_line = ('BENCH {"requests": 100, "seconds": 1.0, "non2xx": 5, "socket_errors": 7, '
                     '"p50_ms": 1.0, "p99_ms": 2.0}')
-    (fake / "wrk").write_text(f"#!/bin/sh\necho '{figures_line}' >&2\n")
-    (fake / "wrk").chmod(0o755)
-    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    env = _fake_wrk(tmp_path, f"echo '{figures_line}' >&2")
     args = ("bench", "--users", "1000", "--duration", "1", "--workdir", str(tmp_path / "work"))
 
     done = run_cli(*args, "--json", env=env, timeout=300)
