@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from ledger.store import EventStore
+from ledger.store import EventStore, Row, WriteTransaction
 from projections.compare import Difference, Fetch, differences, live_rows
-from projections.service import Progress, StoreOpener, replay, replay_in_two
-from projections.state import collector_paused
+from projections.service import Progress, StoreOpener, fold_in_two, replay
+from projections.state import LedgerState, collector_paused
 from projections.tables import TABLES, ddl, definitions, state_rows, statements
 
 SHADOW = "__rebuild"
@@ -34,30 +35,49 @@ async def rebuild(
     A table whose rows and definition already equal the fold's is left as it is: building it
     again would give the same rows, and writing them is most of a rebuild's cost. Every other
     table is built afresh as a shadow table and swapped in, all in one transaction. With
-    ``reopen``, the log is folded in two processes (``replay_in_two``).
+    ``reopen``, the log is folded in two processes (``fold_in_two``).
     """
     await store.execute_script(ddl())
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
         if reopen is None:
             state = await replay(store, progress=progress)
-        else:
-            state = await replay_in_two(store, reopen, progress)
-        async with store.write() as tx:
-            state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
-            tables = state_rows(state)
-            changes = differences(await live_rows(tx.fetch_all), tables)
-            differing = {d.table for d in changes} | await _misshapen(tx.fetch_all)
-            stale = [name for name in TABLES if name in differing]
-            if stale:
-                drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in stale)
-                await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False, names=stale))
-                for sql, rows in statements({name: tables[name] for name in stale}, SHADOW):
-                    await tx.execute_many(sql, rows)
-                swaps = "\n".join(
-                    f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in stale
-                )
-                await tx.execute_script(swaps)
-        return RebuildReport(state.head_seq, state.head_hash, state.head_seq, changes, stale)
+            async with store.write() as tx:
+                return await _replace(tx, state, await live_rows(tx.fetch_all))
+        async with fold_in_two(store, reopen, progress) as halves:
+            state = await halves.own()
+            # the write lock from here on, so that the live rows can be read (in the writer's
+            # thread) while the other half comes in: it holds off other writers for that long too
+            async with store.write() as tx:
+                reading = asyncio.ensure_future(live_rows(tx.fetch_all))
+                try:
+                    state = await halves.merged(state)
+                except BaseException:
+                    reading.cancel()
+                    await asyncio.wait([reading])  # the thread ends its step before the rollback
+                    raise
+                return await _replace(tx, state, await reading)
+
+
+async def _replace(
+    tx: WriteTransaction, state: LedgerState, live: dict[str, list[Row]]
+) -> RebuildReport:
+    """Within ``tx``: fold in what was appended since ``state``, then build afresh every table
+    whose ``live`` rows or definition differ from the fold's."""
+    state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
+    tables = state_rows(state)
+    changes = differences(live, tables)
+    differing = {d.table for d in changes} | await _misshapen(tx.fetch_all)
+    stale = [name for name in TABLES if name in differing]
+    if stale:
+        drops = "\n".join(f"DROP TABLE IF EXISTS {name}{SHADOW};" for name in stale)
+        await tx.execute_script(drops + "\n" + ddl(SHADOW, if_not_exists=False, names=stale))
+        for sql, rows in statements({name: tables[name] for name in stale}, SHADOW):
+            await tx.execute_many(sql, rows)
+        swaps = "\n".join(
+            f"DROP TABLE {name};\nALTER TABLE {name}{SHADOW} RENAME TO {name};" for name in stale
+        )
+        await tx.execute_script(swaps)
+    return RebuildReport(state.head_seq, state.head_hash, state.head_seq, changes, stale)
 
 
 async def _misshapen(fetch: Fetch) -> set[str]:

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import multiprocessing
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from functools import partial
 from typing import Generic, TypeVar
 
@@ -108,26 +109,54 @@ _STATE = msgspec.msgpack.Decoder(LedgerState)
 async def replay_in_two(
     store: EventStore, reopen: StoreOpener, progress: Progress | None = None
 ) -> LedgerState:
-    """``replay``, on two cores: a second process folds one half of the users while this one
-    folds the other, each with every poll's events, and the two folds merge into one.
+    """``replay``, on two cores (``fold_in_two``)."""
+    async with fold_in_two(store, reopen, progress) as halves:
+        return await halves.merged(await halves.own())
+
+
+@contextlib.asynccontextmanager
+async def fold_in_two(
+    store: EventStore, reopen: StoreOpener, progress: Progress | None = None
+) -> AsyncIterator[Halves]:
+    """Fold the log up to its head on two cores: a second process folds one half of the users
+    while this one folds the other (``Halves.own``), each with every poll's events, and the two
+    folds merge into one (``Halves.merged``). Between the two steps this process is free for
+    other work while the second half comes in.
 
     The second fold comes back as msgpack, which costs a tenth of what pickling the state would.
     Neither half sees the other's positions, so the merge counts them: a missing event fails
-    here, as it fails ``replay``.
+    there, as it fails ``replay``.
     """
     total = (await store.head()).seq
     job = partial(_encoded_shard, upto=total, index=1)
     with in_second_process("fold", reopen, job) as theirs, collector_paused():
-        state = await _fold_shard(store, total, 0, progress)
-        state.merge_shard(_STATE.decode(await theirs.result()))
-    folded = sum(state.events_by_type.values())
-    if folded != total:  # positions are unique and none is past the head: none is missing
-        raise CorruptEventError(
-            f"the log's head is at seq {total}, but {folded} events lie up to it: run the audit"
-        )
-    if progress:
-        progress(total, total)
-    return state
+        yield Halves(store, total, theirs, progress)
+
+
+@dataclass(frozen=True)
+class Halves:
+    """The two halves of a fold in two processes (``fold_in_two``)."""
+
+    store: EventStore
+    total: int
+    theirs: Apart[bytes]
+    progress: Progress | None
+
+    async def own(self) -> LedgerState:
+        """This process's half."""
+        return await _fold_shard(self.store, self.total, 0, self.progress)
+
+    async def merged(self, state: LedgerState) -> LedgerState:
+        """``state`` (this process's half) with the second process's half added in, once it comes."""
+        state.merge_shard(_STATE.decode(await self.theirs.result()))
+        folded = sum(state.events_by_type.values())
+        if folded != self.total:  # positions are unique and none is past the head: none is missing
+            raise CorruptEventError(
+                f"the log's head is at seq {self.total}, but {folded} events lie up to it: run the audit"
+            )
+        if self.progress:
+            self.progress(self.total, self.total)
+        return state
 
 
 async def _encoded_shard(store: EventStore, upto: int, index: int) -> bytes:

@@ -18,6 +18,7 @@ from ledger.errors import LedgerError, NotALedgerError
 from ledger.sqlite import SqliteEventStore
 from ledger.store import EventStore
 from projections.audit import audit
+from projections.rebuild import rebuild
 from projections.service import replay_in_two
 from projections.state import collector_paused
 from tests.projections.helpers import (
@@ -30,6 +31,7 @@ from tests.projections.helpers import (
     first_seq,
     forge,
     forged_vote,
+    live_tables,
     rechain,
     replay_file,
     tamper,
@@ -441,5 +443,23 @@ async def test_a_second_process_that_dies_is_one_ledger_error_for_the_audit_and_
             await audit(store, reopen=_die)
         with pytest.raises(LedgerError, match="the second process of the fold stopped"):
             await replay_in_two(store, _die)
+    finally:
+        await store.close()
+
+
+async def test_a_rebuild_whose_second_process_dies_writes_nothing_and_lets_go_of_the_lock(
+    built: Built,
+) -> None:
+    """The rebuild waits for the other half under the write lock: a process that dies there
+    rolls the transaction back."""
+    with tamper(built.path) as conn:
+        conn.execute("UPDATE candidates SET votes = votes + 1")
+    before = await live_tables(built.path)
+    store = await SqliteEventStore.open(built.path)
+    try:
+        with pytest.raises(LedgerError, match="the second process of the fold stopped"):
+            await rebuild(store, reopen=_die)
+        assert await live_tables(built.path) == before
+        assert (await rebuild(store)).rebuilt == ["candidates"]
     finally:
         await store.close()

@@ -44,6 +44,8 @@ from tests.projections.helpers import (
     candidates,
     copy_ledger,
     execute_all,
+    forge,
+    forged_vote,
     live_tables,
     open_ledger,
     replay_file,
@@ -266,6 +268,36 @@ async def test_a_rebuilt_ledger_reopens_keeps_voting_and_still_passes_the_audit(
     assert report.ok, report.failure
     assert report.head_seq == built.head + 2
     assert await live_tables(built.path) == state_rows(report.state)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_a_rebuild_folds_in_what_was_appended_while_it_folded(tmp_path: Path, processes: int) -> None:
+    """Events appended after the fold read the head, and before the rebuild took the write lock,
+    are folded in within its transaction: the tables it writes end at the log's real head."""
+    built = await build_sample(tmp_path / "small.db")
+    voters = [next(u for u in built.users if ord(u[-1]) % 2 == half) for half in (0, 1)]
+    snack = built.candidates["snack"][0]
+    appended: list[int] = []
+
+    def append_during_the_fold(done: int, total: int) -> None:
+        if not appended:  # one vote by a user of each half, without their projection rows
+            appended.extend(forge(built.path, forged_vote("snack", snack, voter)) for voter in voters)
+
+    store = await SqliteEventStore.open(built.path)
+    reopen = partial(SqliteEventStore.open, built.path, readonly=True) if processes == 2 else None
+    try:
+        report = await rebuild(store, append_during_the_fold, reopen)
+    finally:
+        await store.close()
+
+    assert appended == [built.head + 1, built.head + 2]
+    assert report.head_seq == built.head + 2
+    assert {"ballots", "candidates", "projection_position"} <= set(report.rebuilt)
+    audited = await audit_file(built.path)
+    assert audited.ok, audited.failure
+    assert audited.state.polls["snack"].candidates[snack].votes == (
+        (await replay_file(built.path, upto=built.head)).polls["snack"].candidates[snack].votes + 2
+    )
 
 
 def _schema(path: Path) -> list[tuple[str, str, str | None]]:
