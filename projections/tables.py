@@ -7,7 +7,6 @@ rebuild carries them when it is renamed into place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from ledger.store import Row, Statement
 from projections.model import Ballot, Candidate, Poll, User
@@ -115,11 +114,9 @@ def state_rows(state: LedgerState) -> dict[str, list[Row]]:
     """Every row the projection tables must hold for ``state``, sorted by key."""
     tables = rows_of(state.users.values(), state.polls.values(), state.ballots, state.idempotency)
     tables["projection_position"] = position_rows(state.head_seq, state.head_hash)
-    return {name: sorted(rows, key=_sort_key) for name, rows in tables.items()}
-
-
-def _sort_key(row: Row) -> tuple[Any, ...]:
-    return row[:2]
+    # whole rows sort in key order, and without a key function in half the time: every table's
+    # key is its first column or two and unique, so no comparison reaches a column past them
+    return {name: sorted(rows) for name, rows in tables.items()}
 
 
 def statements(tables: Mapping[str, list[Row]], suffix: str = "") -> list[Statement]:
