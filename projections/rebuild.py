@@ -35,7 +35,8 @@ async def rebuild(
     A table whose rows and definition already equal the fold's is left as it is: building it
     again would give the same rows, and writing them is most of a rebuild's cost. Every other
     table is built afresh as a shadow table and swapped in, all in one transaction. With
-    ``reopen``, the log is folded in two processes (``fold_in_two``).
+    ``reopen``, the log is folded in two processes (``fold_in_two``), and the live rows are read
+    while the second process's half comes in.
     """
     await store.execute_script(ddl())
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
@@ -45,17 +46,22 @@ async def rebuild(
                 return await _replace(tx, state, await live_rows(tx.fetch_all))
         async with fold_in_two(store, reopen, progress) as halves:
             state = await halves.own()
-            # the write lock from here on, so that the live rows can be read (in the writer's
-            # thread) while the other half comes in: it holds off other writers for that long too
-            async with store.write() as tx:
-                reading = asyncio.ensure_future(live_rows(tx.fetch_all))
-                try:
-                    state = await halves.merged(state)
-                except BaseException:
-                    reading.cancel()
-                    await asyncio.wait([reading])  # the thread ends its step before the rollback
-                    raise
-                return await _replace(tx, state, await reading)
+            # the live rows are read (in the reader's thread) while the other half comes in, and
+            # read again under the write lock only if anything was committed from here on (the
+            # store's own mark of what it has seen moves: a rebuild shares its store with nobody)
+            await store.changed()
+            reading = asyncio.ensure_future(live_rows(store.fetch_all))
+            try:
+                state = await halves.merged(state)
+            except BaseException:
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)  # no task outlives the fold
+                raise
+            live = await reading
+        async with store.write() as tx:
+            if await store.changed():
+                live = await live_rows(tx.fetch_all)
+            return await _replace(tx, state, live)
 
 
 async def _replace(

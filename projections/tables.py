@@ -114,8 +114,8 @@ def state_rows(state: LedgerState) -> dict[str, list[Row]]:
     """Every row the projection tables must hold for ``state``, sorted by key."""
     tables = rows_of(state.users.values(), state.polls.values(), state.ballots, state.idempotency)
     tables["projection_position"] = position_rows(state.head_seq, state.head_hash)
-    # whole rows sort in key order, and without a key function in half the time: every table's
-    # key is its first column or two and unique, so no comparison reaches a column past them
+    # whole rows sort in key order, and without a key function in half the time: in every table
+    # the first two columns are unique together, so no comparison reaches a column past them
     return {name: sorted(rows) for name, rows in tables.items()}
 
 

@@ -300,6 +300,35 @@ async def test_a_rebuild_folds_in_what_was_appended_while_it_folded(tmp_path: Pa
     )
 
 
+async def test_a_rebuild_in_two_reads_the_live_rows_again_if_they_changed_after_it_read_them(
+    tmp_path: Path,
+) -> None:
+    """It reads the live rows while the second process's half comes in: a commit after that
+    read, before the write lock, must not go unseen."""
+    built = await build_sample(tmp_path / "small.db")
+    calls: list[int] = []
+
+    def edit_once_the_live_rows_are_read(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:  # merged, long after the few live rows of this ledger were read
+            with tamper(built.path) as conn:
+                conn.execute("UPDATE candidates SET votes = votes + 1")
+
+    store = await SqliteEventStore.open(built.path)
+    try:
+        report = await rebuild(
+            store, edit_once_the_live_rows_are_read,
+            partial(SqliteEventStore.open, built.path, readonly=True),
+        )
+    finally:
+        await store.close()
+
+    assert len(calls) == 2  # one chunk of this process's half, then the merge
+    assert report.rebuilt == ["candidates"]
+    audited = await audit_file(built.path)
+    assert audited.ok, audited.failure
+
+
 def _schema(path: Path) -> list[tuple[str, str, str | None]]:
     with closing(sqlite3.connect(path)) as conn:
         return conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
