@@ -565,9 +565,10 @@ class SqliteEventStore(EventStore):
         try:
             if inline:
                 return self._probe.execute(sql, params).fetchall()
-            async with self._reader.execute(sql, params) as cur:
-                rows = await cur.fetchall()  # tuples: the reader has no row factory
-                return cast(list[Row], rows)
+            # one step in the reader's thread: no cursor outlives it, whatever happens to the
+            # caller, so no statement is left open to hold the next read to an old snapshot
+            rows = await self._reader.execute_fetchall(sql, params)
+            return cast(list[Row], rows)  # tuples: the reader has no row factory
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 

@@ -36,7 +36,8 @@ async def rebuild(
     again would give the same rows, and writing them is most of a rebuild's cost. Every other
     table is built afresh as a shadow table and swapped in, all in one transaction. With
     ``reopen``, the log is folded in two processes (``fold_in_two``), and the live rows are read
-    while the second process's half comes in.
+    while the second process's half comes in; ``store`` must then be the rebuild's alone, as its
+    ``changed()`` tells whether they must be read again.
     """
     await store.execute_script(ddl())
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
@@ -47,8 +48,7 @@ async def rebuild(
         async with fold_in_two(store, reopen, progress) as halves:
             state = await halves.own()
             # the live rows are read (in the reader's thread) while the other half comes in, and
-            # read again under the write lock only if anything was committed from here on (the
-            # store's own mark of what it has seen moves: a rebuild shares its store with nobody)
+            # read again under the write lock only if anything was committed from here on
             await store.changed()
             reading = asyncio.ensure_future(live_rows(store.fetch_all))
             try:
@@ -60,6 +60,7 @@ async def rebuild(
             live = await reading
         async with store.write() as tx:
             if await store.changed():
+                live.clear()  # not two copies at once
                 live = await live_rows(tx.fetch_all)
             return await _replace(tx, state, live)
 

@@ -349,6 +349,29 @@ async def test_head_and_read_agree_with_another_connection(tmp_path: Path) -> No
 
 
 
+async def test_a_read_cancelled_in_the_readers_thread_leaves_no_old_snapshot_behind(
+    tmp_path: Path,
+) -> None:
+    """The reader's thread finishes a step its caller gave up on: nothing of it may hold the
+    next read to the snapshot it began in."""
+    path = tmp_path / "ledger.db"
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.executescript("CREATE TABLE counter (n INTEGER); INSERT INTO counter VALUES (1);")
+        reading = asyncio.ensure_future(store.fetch_all("SELECT n FROM counter"))
+        await asyncio.sleep(0)  # its SELECT is handed to the reader's thread
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await asyncio.sleep(0.2)  # and done there
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute("UPDATE counter SET n = 2")
+
+        assert await store.fetch_all("SELECT n FROM counter") == [(2,)]
+    finally:
+        await store.close()
+
+
 async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
     tmp_path: Path,
 ) -> None:

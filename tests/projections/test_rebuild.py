@@ -13,10 +13,12 @@ import random
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -301,29 +303,30 @@ async def test_a_rebuild_folds_in_what_was_appended_while_it_folded(tmp_path: Pa
 
 
 async def test_a_rebuild_in_two_reads_the_live_rows_again_if_they_changed_after_it_read_them(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It reads the live rows while the second process's half comes in: a commit after that
     read, before the write lock, must not go unseen."""
     built = await build_sample(tmp_path / "small.db")
-    calls: list[int] = []
+    store = await SqliteEventStore.open(built.path)
+    read = store.fetch_all
+    tables_read: list[str] = []
 
-    def edit_once_the_live_rows_are_read(done: int, total: int) -> None:
-        calls.append(done)
-        if len(calls) == 2:  # merged, long after the few live rows of this ledger were read
+    async def edit_once_the_live_rows_are_read(sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows = await read(sql, params)
+        tables_read.append(sql.split()[3])  # SELECT * FROM <table> ...
+        if len(tables_read) == len(TABLES):
             with tamper(built.path) as conn:
                 conn.execute("UPDATE candidates SET votes = votes + 1")
+        return rows
 
-    store = await SqliteEventStore.open(built.path)
+    monkeypatch.setattr(store, "fetch_all", edit_once_the_live_rows_are_read)
     try:
-        report = await rebuild(
-            store, edit_once_the_live_rows_are_read,
-            partial(SqliteEventStore.open, built.path, readonly=True),
-        )
+        report = await rebuild(store, reopen=partial(SqliteEventStore.open, built.path, readonly=True))
     finally:
         await store.close()
 
-    assert len(calls) == 2  # one chunk of this process's half, then the merge
+    assert tables_read == list(TABLES)
     assert report.rebuilt == ["candidates"]
     audited = await audit_file(built.path)
     assert audited.ok, audited.failure
