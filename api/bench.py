@@ -450,7 +450,7 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
 
     tallies = _tallies(asyncio.run(_replayed(db)))
     acknowledged = {
-        poll: sum(s.ok for scenarios in served for s in scenarios if s.name == name)
+        poll: sum(s.ok for s in _runs(served, name))
         for name, *_, poll in SERVICE_SCENARIOS if poll is not None
     }
     # wrk stops with up to one request per connection in flight: those votes may have committed
@@ -474,12 +474,17 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
     }
 
 
+def _runs(served: list[list[Scenario]], name: str) -> list[Scenario]:
+    """The scenario named ``name`` in every round."""
+    return [s for scenarios in served for s in scenarios if s.name == name]
+
+
 def _summary(served: list[list[Scenario]]) -> dict[str, dict[str, float]]:
     """Each service scenario over the rounds: the median, lowest and highest ratio, the median
     rate and the highest p99."""
     summary: dict[str, dict[str, float]] = {}
     for name, *_ in SERVICE_SCENARIOS:
-        runs = [s for scenarios in served for s in scenarios if s.name == name]
+        runs = _runs(served, name)
         ratios = [s.ratio for s in runs]
         summary[name] = {
             "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),

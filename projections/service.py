@@ -106,14 +106,6 @@ async def _with_store(reopen: StoreOpener, job: Callable[[EventStore], Awaitable
 _STATE = msgspec.msgpack.Decoder(LedgerState)
 
 
-async def replay_in_two(
-    store: EventStore, reopen: StoreOpener, progress: Progress | None = None
-) -> LedgerState:
-    """``replay``, on two cores (``fold_in_two``)."""
-    async with fold_in_two(store, reopen, progress) as halves:
-        return await halves.merged(await halves.own())
-
-
 @contextlib.asynccontextmanager
 async def fold_in_two(
     store: EventStore, reopen: StoreOpener, progress: Progress | None = None

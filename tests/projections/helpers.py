@@ -21,7 +21,7 @@ from typing import Any
 from ledger.chain import link
 from ledger.events import Event, VoteCast, encode
 from ledger.sqlite import SqliteEventStore
-from ledger.store import GENESIS_HASH, StoredEvent
+from ledger.store import GENESIS_HASH, EventStore, StoredEvent
 from projections.audit import AuditReport, audit
 from projections.commands import (
     CandidateSpec,
@@ -34,7 +34,7 @@ from projections.commands import (
     SyncPolls,
 )
 from projections.compare import live_rows
-from projections.service import VoteLedger, replay, replay_in_two
+from projections.service import StoreOpener, VoteLedger, fold_in_two, replay
 from projections.state import LedgerState, VoteRecord
 
 Row = tuple[Any, ...]
@@ -165,6 +165,12 @@ async def replay_file(path: Path, upto: int | None = None) -> LedgerState:
         return await replay(store, upto=upto)
     finally:
         await store.close()
+
+
+async def replay_in_two(store: EventStore, reopen: StoreOpener) -> LedgerState:
+    """The whole log folded in two processes, as the rebuild folds it (``fold_in_two``)."""
+    async with fold_in_two(store, reopen) as halves:
+        return await halves.merged(await halves.own())
 
 
 async def replay_in_two_file(path: Path) -> LedgerState:

@@ -20,7 +20,6 @@ from ledger.sqlite import SqliteEventStore
 from ledger.store import EventStore
 from projections.audit import audit
 from projections.rebuild import rebuild
-from projections.service import replay_in_two
 from projections.state import collector_paused
 from tests.projections.helpers import (
     Built,
@@ -35,6 +34,7 @@ from tests.projections.helpers import (
     live_tables,
     rechain,
     replay_file,
+    replay_in_two,
     tamper,
 )
 
