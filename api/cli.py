@@ -288,7 +288,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from api import bench
+    from bench import harness as bench
 
     workdir = Path(args.workdir) if args.workdir else None
     try:

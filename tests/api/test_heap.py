@@ -10,7 +10,7 @@ import os
 import pytest
 
 from api.cli import YOUNG_COLLECTION_THRESHOLD, _settle_heap
-from api.procfs import rss_kib
+from bench.procfs import rss_kib
 
 
 def resident_mib() -> float:

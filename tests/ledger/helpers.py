@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from api.procfs import children, stat_fields
+from bench.procfs import children, stat_fields
 from ledger.chain import link
 from ledger.events import PollOpened, UserRegistered, encode
 from ledger.store import GENESIS_HASH, EventStore, NewEvent, PrivateData, StoredEvent

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from api.bench import SERVICE_SCENARIOS, Scenario, _summary
-from api.bench import report as bench_report
+from bench.harness import SERVICE_SCENARIOS, Scenario, _summary
+from bench.harness import report as bench_report
 from tests.reliability.helpers import run_cli
 
 

@@ -27,8 +27,8 @@ from typing import Any
 import aiohttp
 import jwt
 
-from api.procfs import children, rss_kib, stat_fields
 from api.settings import child_environment
+from bench.procfs import children, rss_kib, stat_fields
 from ledger.sqlite import SqliteEventStore
 from projections.audit import audit
 from projections.model import User
