@@ -1,17 +1,14 @@
-"""Passwords (argon2id, hashed off the event loop), JWTs (HS256, algorithm pinned) and throttling."""
+"""Passwords (argon2id, hashed off the event loop), JWTs (PyJWT, HS256 pinned) and throttling."""
 
 from __future__ import annotations
 
 import asyncio
-import binascii
-import hashlib
-import hmac
 import json
 import os
 import secrets
 import time
 import unicodedata
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +25,11 @@ from projections.state import LedgerState
 
 
 class _Claims(msgspec.Struct):
-    """The claims a token must carry (others are ignored); integers only, as RFC 7519 NumericDates."""
+    """The claims a token must carry (others are ignored), as RFC 7519 NumericDates: integers only.
+
+    PyJWT checks their values against the clock but reads them with ``int()``, which a string, a
+    float or ``true`` would pass; converting to this refuses them.
+    """
 
     sub: str
     exp: int
@@ -36,24 +37,8 @@ class _Claims(msgspec.Struct):
     nbf: int | msgspec.UnsetType = msgspec.UNSET
 
 
-_CLAIMS = msgspec.json.Decoder(_Claims)
-
-
 def _invalid() -> ApiError:
     return ApiError(401, "invalid_token", "the token is not valid")
-
-
-def _unb64(segment: str) -> bytes:
-    """Base64url without padding, strictly (a ValueError for padding or any other character).
-
-    Mapped onto the standard alphabet for ``binascii``'s strict decoder, which refuses every
-    character outside it: half the cost of a regular expression and ``urlsafe_b64decode``, and
-    it runs twice per vote.
-    """
-    if "+" in segment or "/" in segment or "=" in segment or len(segment) % 4 == 1:
-        raise ValueError("not base64url")
-    standard = segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4)
-    return binascii.a2b_base64(standard, strict_mode=True)
 
 
 def normalize_email(email: str) -> str:
@@ -123,34 +108,6 @@ def extract_token(value: str | None) -> str | None:
     return token or None
 
 
-class HS256:
-    """HMAC-SHA256 (RFC 2104) under one key, with the key's two padded blocks hashed once.
-
-    Each signature then costs two hash copies and updates: a quarter of ``hmac.digest``, which
-    under OpenSSL 3 looks the algorithm up on every call and lets go of the GIL around it (under
-    load, taking it back meant waiting on whichever other thread held it).
-    """
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
-
-    def digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
-
-
-_BLOCK = 64  # SHA-256's block size in bytes
-_IPAD = bytes(b ^ 0x36 for b in range(256))
-_OPAD = bytes(b ^ 0x5C for b in range(256))
-
-
 class Passwords:
     """argon2id hashing and checking, in worker threads so the event loop keeps serving."""
 
@@ -187,8 +144,40 @@ class Passwords:
 
 
 TOKEN_CACHE_SIZE = 10_000
-"""Verified tokens kept, to skip the signature check on a token's next request. At 100,000 the cache
-grew the server by 43 MiB under a bench of distinct voters; 10,000 covers the users active at once."""
+"""Verified tokens kept, to skip PyJWT on a token's next request. At 100,000 the cache grew the
+server by 43 MiB under a bench of distinct voters; 10,000 covers the users active at once."""
+
+
+class VerifiedTokens:
+    """Tokens that passed verification, with their user id and ``exp``.
+
+    On every request after a token's first, ``verify`` costs 1.2 µs instead of 36 µs (33 µs of
+    them in ``jwt.decode``). Only tokens that passed are kept, each is checked against the clock
+    again at every use, and past ``size`` the oldest goes first (tokens share one lifetime, so it
+    is also the nearest to expiry).
+    """
+
+    def __init__(self, size: int = TOKEN_CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[str, int]] = OrderedDict()
+
+    def get(self, token: str, now: float) -> str | None:
+        """The user id of a kept token still valid at ``now``; None otherwise."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._entries[token]
+            return None
+        return entry[0]
+
+    def put(self, token: str, user_id: str, exp: int) -> None:
+        self._entries[token] = (user_id, exp)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class Authenticator(Passwords):
@@ -198,9 +187,7 @@ class Authenticator(Passwords):
         super().__init__(settings)
         self._secret = secret
         self._lifetime = settings.token_lifetime
-        self._cache: dict[str, tuple[str, int]] = {}
-        self._hs256 = HS256(secret.encode("utf-8"))
-        self._good_headers: set[str] = set()
+        self._verified = VerifiedTokens()
 
     def issue(self, user: User) -> str:
         """A signed token carrying ``sub`` (the user id), ``email``, ``iat`` and ``exp``."""
@@ -219,52 +206,34 @@ class Authenticator(Passwords):
             raise ApiError(401, "missing_token", "log in first: send the token in Authorization")
         if not token.isascii():
             raise _invalid()
-        now = time.time()
-        cached = self._cache.get(token)
-        if cached is not None and cached[1] > now:
-            user_id = cached[0]
-        else:
-            user_id, exp = self._decode(token, now)
-            if len(self._cache) >= TOKEN_CACHE_SIZE:
-                self._cache.clear()
-            self._cache[token] = (user_id, exp)
+        user_id = self._verified.get(token, time.time())
+        if user_id is None:
+            user_id, exp = self._decode(token)
+            self._verified.put(token, user_id, exp)
         user = state.users.get(user_id)
         if user is None:
             raise ApiError(401, "invalid_token", "the token names a user this ledger does not know")
         return Identity(user)
 
-    def _decode(self, token: str, now: float) -> tuple[str, int]:
-        """Verify an HS256 JWT and return its ``sub`` and ``exp``; ApiError 401 for anything else.
+    def _decode(self, token: str) -> tuple[str, int]:
+        """Verify an HS256 JWT with PyJWT and return its ``sub`` and ``exp``; ApiError 401 otherwise.
 
-        Written out rather than through ``jwt.decode``, which costs several times more and runs
-        once per vote (every voter has their own token). Only headers saying ``"alg": "HS256"``
-        pass, so ``none`` and every other algorithm are refused (as is any ``crit`` extension).
+        Only HS256 passes, so ``none`` and every other algorithm are refused; ``sub``, ``iat`` and
+        ``exp`` are required; a token whose ``iat`` or ``nbf`` is still to come is refused, and one
+        at or past its ``exp`` is ``token_expired``.
         """
-        parts = token.split(".")
-        if len(parts) != 3:
+        if "=" in token:
+            # PyJWT accepts padded segments; a compact JWS has none (RFC 7515), and one spelling
+            # per token keeps one cache entry per token
             raise _invalid()
-        header, payload, signature = parts
-        if header not in self._good_headers:
-            try:
-                fields = json.loads(_unb64(header))
-            except ValueError:
-                raise _invalid() from None
-            if not isinstance(fields, dict) or fields.get("alg") != "HS256" or "crit" in fields:
-                raise _invalid()
-            if len(self._good_headers) < 16:
-                self._good_headers.add(header)
-        expected = self._hs256.digest(f"{header}.{payload}".encode("ascii"))
         try:
-            if not hmac.compare_digest(expected, _unb64(signature)):
-                raise _invalid()
-            claims = _CLAIMS.decode(_unb64(payload))
-        except (ValueError, msgspec.DecodeError):
+            payload = jwt.decode(token, self._secret, algorithms=["HS256"],
+                                 options={"require": ["exp", "iat", "sub"]})
+            claims = msgspec.convert(payload, _Claims)
+        except jwt.ExpiredSignatureError:
+            raise ApiError(401, "token_expired", "the token has expired; log in again") from None
+        except (jwt.PyJWTError, msgspec.ValidationError):
             raise _invalid() from None
-        nbf = claims.iat if claims.nbf is msgspec.UNSET else claims.nbf
-        if claims.iat > now or nbf > now:
-            raise _invalid()  # not valid yet: issued in the future
-        if claims.exp <= now:
-            raise ApiError(401, "token_expired", "the token has expired; log in again")
         return claims.sub, claims.exp
 
 
