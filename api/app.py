@@ -14,7 +14,7 @@ from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, THROTTLE
 from api.middlewares import Handler, error_middleware
 from api.responses import ResponseCache
 from api.settings import Settings
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
 from projections.commands import Appended, SyncPolls
 from projections.polls_file import bundled, load_polls_file
 from projections.service import FRESHNESS, VoteLedger
@@ -24,7 +24,7 @@ log = logging.getLogger("vote_ledger")
 
 async def open_store_ledger(settings: Settings, create: bool) -> VoteLedger:
     """The ledger file named by the settings, replayed and with its writer started."""
-    store = await SqliteEventStore.open(settings.db, create=create, busy_timeout_ms=settings.busy_timeout)
+    store = await open_store(settings.db, create=create, busy_timeout_ms=settings.busy_timeout)
     try:
         return await VoteLedger.open(store, max_batch=settings.max_batch)
     except BaseException:

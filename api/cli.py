@@ -23,7 +23,7 @@ from typing import Any, NoReturn, TypeVar
 
 from api.settings import Settings, SettingsError
 from ledger.errors import LedgerError
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
 from projections.audit import AuditReport, audit
 from projections.commands import Appended, SetPollStatus
 from projections.errors import DomainError, EmailTakenError
@@ -87,9 +87,9 @@ def _summary(report: AuditReport) -> dict[str, Any]:
 
 async def cmd_audit(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = await SqliteEventStore.open(settings.db, readonly=True)
+    store = await open_store(settings.db, readonly=True)
     try:
-        reopen = partial(SqliteEventStore.open, settings.db, readonly=True) if args.processes == 2 else None
+        reopen = partial(open_store, settings.db, readonly=True) if args.processes == 2 else None
         report = await audit(store, None if args.json else _progress("audit"), reopen)
     finally:
         await store.close()
@@ -115,9 +115,9 @@ async def cmd_audit(args: argparse.Namespace) -> int:
 
 async def cmd_rebuild(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = await SqliteEventStore.open(settings.db, busy_timeout_ms=settings.busy_timeout)
+    store = await open_store(settings.db, busy_timeout_ms=settings.busy_timeout)
     try:
-        reopen = partial(SqliteEventStore.open, settings.db, readonly=True) if args.processes == 2 else None
+        reopen = partial(open_store, settings.db, readonly=True) if args.processes == 2 else None
         report = await rebuild(store, _progress("rebuild"), reopen)
     finally:
         await store.close()
@@ -131,7 +131,7 @@ async def cmd_rebuild(args: argparse.Namespace) -> int:
 
 async def cmd_candidates(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = await SqliteEventStore.open(settings.db, readonly=True)
+    store = await open_store(settings.db, readonly=True)
     try:
         state = await replay(store)
         polls = [p for p in state.polls.values() if args.poll in (None, p.poll_id)]

@@ -1,7 +1,8 @@
-"""The store interface: what every backend (SQLite now, PostgreSQL later) provides.
+"""The store interface: what every backend provides, in events and typed rows.
 
-A store keeps the ``events`` table, the private-data table beside it, and runs the write
-transactions in which projections are updated inline. Nothing above this interface sees a driver.
+A store keeps the log, the private data beside it, and the projection tables written in the same
+transaction as the events. Nothing above this interface sees a driver or a statement: backends own
+their queries, and ``ledger.open.open_store`` chooses one from a URL.
 """
 
 from __future__ import annotations
@@ -10,10 +11,16 @@ import abc
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
-from typing import Any, NamedTuple
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # the batch writer process imports this module and must stay small
+    from ledger.tables import Row, TableSpec, TableWrites
 
 GENESIS_HASH = bytes(32)
 """The hash before the first event."""
+EMPTY_WRITES: TableWrites = MappingProxyType({})
+"""No projection rows."""
 
 
 class PrivateData(NamedTuple):
@@ -72,117 +79,155 @@ class Head(NamedTuple):
     hash: bytes
 
 
-Row = tuple[Any, ...]
 BodyRow = tuple[int, bytes, bytes, bytes | None]
 """An event as a fold reads it: ``(seq, body, hash, private body or None)``."""
 ShardRow = tuple[int, bytes, bytes, bytes | None, str]
-"""An event as a fold of one shard reads it: a ``BodyRow`` and the row's stream column."""
-Statement = tuple[str, Sequence[Row]]  # SQL with ``?`` placeholders, run once per row
+"""An event as a fold of one shard reads it: a ``BodyRow`` and the event's stream."""
 
 
-class WriteTransaction(abc.ABC):
-    """One exclusive write transaction: nobody else appends until it commits or rolls back."""
+class TableRewrite(abc.ABC):
+    """An exclusive transaction that replaces projection tables: nobody appends until it ends.
+
+    Replaced tables take their new rows all at once, when the block exits cleanly."""
 
     head: Head
-    """The head of the log inside this transaction (moves with each append)."""
+    """The head of the log inside this transaction."""
 
     @abc.abstractmethod
     async def read_after(self, seq: int) -> list[StoredEvent]:
         """Events committed after ``seq`` (by any writer), in order."""
 
     @abc.abstractmethod
-    async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        """Append after the current head, chaining hashes; raises ConcurrencyError on conflict."""
+    async def rows(self, spec: TableSpec) -> list[Row]:
+        """The table's rows as this transaction sees them, in key order."""
 
     @abc.abstractmethod
-    async def execute_many(self, sql: str, rows: Sequence[Row]) -> None:
-        """Run a projection statement (``?`` placeholders) once per row, in this transaction."""
+    async def misshapen(self, specs: Sequence[TableSpec]) -> set[str]:
+        """The names of the tables not laid out as their specs say (another column, a missing
+        constraint, an index or trigger of someone else's): replacing them lays them out anew."""
 
     @abc.abstractmethod
-    async def execute_script(self, sql: str) -> None:
-        """Run projection DDL (shadow tables, swaps) inside this transaction."""
-
-    @abc.abstractmethod
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Read projection rows as this transaction sees them."""
+    async def replace(self, spec: TableSpec, rows: Sequence[Row]) -> None:
+        """Build the table afresh, as its spec lays it out, holding exactly ``rows``."""
 
 
 class EventStore(abc.ABC):
-    """An append-only, hash-chained event log."""
+    """An append-only, hash-chained event log, and the projection tables written with it.
+
+    Every backend keeps this contract (``tests/ledger/contract.py`` runs on each). How a backend
+    reads fast, batches, or spreads work over processes is its own business: a backend may also
+    offer ``FoldReads``, and ``fold_reads`` gives every store that shape.
+    """
 
     @abc.abstractmethod
     async def head(self) -> Head:
         """The current head of the log."""
 
     @abc.abstractmethod
-    def read(
-        self, after: int = 0, upto: int | None = None, stream_prefix: str | None = None,
-        *, inline: bool = False,
-    ) -> AsyncIterator[list[StoredEvent]]:
-        """Events with ``after < seq <= upto`` in order, in chunks; optionally one stream prefix.
-
-        ``inline`` reads each chunk in the caller's thread, holding up the event loop while it
-        does: for bulk reads with nothing else to serve (a replay before serving, the audit, the
-        tools), which it makes faster. Only inline reads see a ``snapshot``.
-        """
+    def read(self, after: int = 0, upto: int | None = None) -> AsyncIterator[list[StoredEvent]]:
+        """Events with ``after < seq <= upto`` in order, in chunks."""
 
     @abc.abstractmethod
-    def read_bodies(
-        self, after: int = 0, upto: int | None = None, *, inline: bool = False
-    ) -> AsyncIterator[list[BodyRow]]:
-        """What a fold of the log needs of each event with ``after < seq <= upto``, in order, in
-        chunks: its seq, body, hash and private body. The other columns repeat what the body says
-        (the audit checks that they do), and a replay reads a million rows faster without them.
-        ``inline`` as for ``read``."""
+    def read_streams(self, prefix: str, upto: int | None = None) -> AsyncIterator[list[StoredEvent]]:
+        """The events of every stream whose name starts with ``prefix`` (up to ``upto``), in
+        order, in chunks: a read by key, whose cost does not grow with the rest of the log."""
 
     @abc.abstractmethod
-    def read_shard(
-        self, index: int, count: int, shared: str, upto: int | None = None
-    ) -> AsyncIterator[list[ShardRow]]:
-        """``read_bodies(upto=upto, inline=True)`` for shard ``index`` of ``count``, each row with
-        its stream column, so that ``count`` processes can each fold a part of the log.
-
-        Every shard holds the rows of the streams whose names start with ``shared``; each other
-        row is in exactly one shard: the code point of its stream's last character (0 for an
-        empty name) modulo ``count``. Streams ending with the same character are in one shard.
-        """
-
-    @abc.abstractmethod
-    async def commit_batch(
-        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    async def append(
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
     ) -> list[StoredEvent]:
-        """Append ``events`` (made by ``chain(head, ...)``) and run ``statements``, in one durable
-        transaction, if the log still ends at ``head``. Returns ``[]`` when committed; otherwise
-        appends nothing and returns the events others appended after ``head``, to catch up with.
-        """
+        """Append ``events`` (made by ``chain(head, ...)``) and write the projection rows, in one
+        durable transaction, if the log still ends at ``head``. Returns ``[]`` when committed;
+        otherwise appends nothing and returns the events others appended after ``head``.
+
+        A taken stream version or event id, or a row that breaks its table's constraints, is a
+        ConcurrencyError, and nothing of the batch is written. A ``head`` the log never had (past
+        its end, or on another history) is a CorruptEventError."""
 
     @abc.abstractmethod
     async def probe(self) -> None:
         """Durably commit a tiny write beside the log; StoreUnavailableError if that fails."""
 
     @abc.abstractmethod
-    def write(self) -> AbstractAsyncContextManager[WriteTransaction]:
-        """An exclusive write transaction, committed durably when the block exits cleanly."""
-
-    @abc.abstractmethod
-    def snapshot(self) -> AbstractAsyncContextManager[Head]:
-        """Within this block, inline reads (``read``, ``read_bodies`` and ``fetch_all`` with
-        ``inline=True``) all see the store as of one moment, whose head it gives."""
-
-    @abc.abstractmethod
     async def changed(self) -> bool:
         """Whether anyone may have committed since the last call (cheap; used to catch up)."""
 
     @abc.abstractmethod
-    async def execute_script(self, sql: str) -> None:
-        """Create projection tables and indexes (idempotent DDL)."""
+    async def create_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Create the projection tables that do not exist yet (existing ones are left alone)."""
 
     @abc.abstractmethod
-    async def fetch_all(
-        self, sql: str, params: Sequence[Any] = (), *, inline: bool = False
-    ) -> list[Row]:
-        """Read rows from the projection tables (``inline`` as for ``read``)."""
+    async def rows(self, spec: TableSpec) -> list[Row]:
+        """Every row of a projection table, in key order."""
+
+    @abc.abstractmethod
+    def rewrite_tables(self) -> AbstractAsyncContextManager[TableRewrite]:
+        """An exclusive transaction to replace projection tables (the rebuild)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[Head]:
+        """Within this block, every read of this store (the log, the tables, ``FoldReads``) sees
+        the store as of one moment, whose head it gives. Nothing is written from it meanwhile."""
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Release the connections."""
+
+
+@runtime_checkable
+class FoldReads(Protocol):
+    """Bulk reads for folding a whole log, which a backend may offer in a faster form.
+
+    They may hold up the event loop while they read (the backends that offer them read in the
+    caller's thread): for a replay before serving, the audit, the tools."""
+
+    def read_all(self, after: int = 0, upto: int | None = None) -> AsyncIterator[list[StoredEvent]]:
+        """``EventStore.read``, as fast as the backend reads."""
+
+    def read_bodies(self, after: int = 0, upto: int | None = None) -> AsyncIterator[list[BodyRow]]:
+        """What a fold needs of each event with ``after < seq <= upto``, in order, in chunks."""
+
+    def read_shard(
+        self, index: int, count: int, shared: str, upto: int | None = None
+    ) -> AsyncIterator[list[ShardRow]]:
+        """``read_bodies(upto=upto)`` for shard ``index`` of ``count``, each row with its stream,
+        so that ``count`` processes can each fold a part of the log.
+
+        Every shard holds the events of the streams whose names start with ``shared``; each other
+        event is in exactly one shard, ``shard_of(stream, count)``."""
+
+
+def shard_of(stream: str, count: int) -> int:
+    """The shard of an event outside the shared streams: the code point of its stream's last
+    character (0 for an empty name) modulo ``count``, so a user's streams stay in one shard."""
+    return (ord(stream[-1]) if stream else 0) % count
+
+
+def fold_reads(store: EventStore) -> FoldReads:
+    """The store's own ``FoldReads`` where it has them, else the same reads made of ``read``."""
+    return store if isinstance(store, FoldReads) else _PlainFoldReads(store)
+
+
+class _PlainFoldReads:
+    """``FoldReads`` for a backend with no faster form of them."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    def read_all(self, after: int = 0, upto: int | None = None) -> AsyncIterator[list[StoredEvent]]:
+        return self._store.read(after, upto)
+
+    async def read_bodies(self, after: int = 0, upto: int | None = None) -> AsyncIterator[list[BodyRow]]:
+        async for chunk in self._store.read(after, upto):
+            yield [(e.seq, e.body, e.hash, e.private_body) for e in chunk]
+
+    async def read_shard(
+        self, index: int, count: int, shared: str, upto: int | None = None
+    ) -> AsyncIterator[list[ShardRow]]:
+        if not 0 <= index < count:
+            raise ValueError(f"no shard {index} of {count}")
+        async for chunk in self._store.read(0, upto):
+            yield [
+                (e.seq, e.body, e.hash, e.private_body, e.stream) for e in chunk
+                if e.stream.startswith(shared) or shard_of(e.stream, count) == index
+            ]

@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from ledger.errors import LedgerError, StoreUnavailableError
-from ledger.store import EventStore, Head, Statement, StoredEvent
+from ledger.store import EventStore, Head, StoredEvent
+from ledger.tables import TableWrites
 
 C = TypeVar("C")
 R = TypeVar("R")
+P = TypeVar("P")
 C_contra = TypeVar("C_contra", contravariant=True)
 
 log = logging.getLogger(__name__)
@@ -28,34 +30,36 @@ MAX_RETRIES = 100
 
 
 @dataclass
-class Decision(Generic[R]):
-    """A decided batch: what to append after ``head``, the projection writes, and each result."""
+class Decision(Generic[R, P]):
+    """A decided batch: what to append after ``head``, the handler's own record of each of those
+    events (``pending``, folded in once they are durable), the projection rows, and each command's
+    result, in the order of the commands."""
 
     head: Head
     events: list[StoredEvent]
-    statements: list[Statement]
+    pending: list[P]
+    writes: TableWrites
     results: list[R | Exception]
-    token: object = field(default=None)  # the handler's own bookkeeping, handed back on commit
 
 
-class BatchHandler(Protocol[C_contra, R]):
+class BatchHandler(Protocol[C_contra, R, P]):
     """Decides batches against its state and keeps that state in step with the log."""
 
-    def decide(self, commands: Sequence[C_contra]) -> Decision[R]: ...
+    def decide(self, commands: Sequence[C_contra]) -> Decision[R, P]: ...
 
     def catch_up(self, events: Sequence[StoredEvent]) -> None: ...
 
-    def committed(self, decision: Decision[R]) -> None: ...
+    def committed(self, decision: Decision[R, P]) -> None: ...
 
 
 class WriterClosedError(LedgerError):
     """The writer is shutting down and takes no more commands."""
 
 
-class GroupCommitWriter(Generic[C, R]):
+class GroupCommitWriter(Generic[C, R, P]):
     """The one writer of a process: batches commands and commits each batch durably."""
 
-    def __init__(self, store: EventStore, handler: BatchHandler[C, R], max_batch: int = 512) -> None:
+    def __init__(self, store: EventStore, handler: BatchHandler[C, R, P], max_batch: int = 512) -> None:
         self._store = store
         self._handler = handler
         self._max_batch = max_batch
@@ -136,7 +140,7 @@ class GroupCommitWriter(Generic[C, R]):
                 continue
             self.in_flight = decision.events
             try:
-                foreign = await self._store.commit_batch(decision.head, decision.events, decision.statements)
+                foreign = await self._store.append(decision.head, decision.events, decision.writes)
                 if foreign:
                     self._handler.catch_up(foreign)
                     continue

@@ -14,7 +14,7 @@ from functools import partial
 from ledger.chain import commitment, link
 from ledger.errors import CorruptEventError, LedgerError
 from ledger.events import Envelope, UserRegistered, decode, reencode
-from ledger.store import GENESIS_HASH, EventStore, StoredEvent
+from ledger.store import GENESIS_HASH, EventStore, StoredEvent, fold_reads
 from projections.compare import differences, live_rows
 from projections.rules import expected_version, violation
 from projections.service import Progress, StoreOpener, in_second_process
@@ -127,7 +127,7 @@ async def _check_rows(store: EventStore, upto: int) -> AuditFailure | None:
     """
     prev, expected = GENESIS_HASH, 1
     try:
-        async for chunk in store.read(upto=upto, inline=True):
+        async for chunk in fold_reads(store).read_all(upto=upto):
             for event in chunk:
                 _check_row(event, expected, prev)
                 prev, expected = event.hash, expected + 1
@@ -177,7 +177,7 @@ async def _fold(
     the hash of the last row."""
     prev, expected = GENESIS_HASH, 1
     if check_rows:
-        async for chunk in store.read(upto=upto, inline=True):
+        async for chunk in fold_reads(store).read_all(upto=upto):
             for event in chunk:
                 envelope, private = _check_row(event, expected, prev)
                 _fold_checked(state, event.seq, event.hash, envelope, private)
@@ -185,7 +185,7 @@ async def _fold(
             if progress:
                 progress(state.head_seq, upto)
     else:  # another process runs the row checks: read only what the fold needs
-        async for rows in store.read_bodies(upto=upto, inline=True):
+        async for rows in fold_reads(store).read_bodies(upto=upto):
             for seq, body, digest, private_body in rows:
                 if seq != expected:
                     raise _missing(expected, seq)
@@ -217,7 +217,7 @@ async def _audit(
 async def _compare_projections(store: EventStore, state: LedgerState) -> None:
     """The live projection tables must hold exactly the rows of ``state``."""
     try:
-        live = await live_rows(partial(store.fetch_all, inline=True))
+        live = await live_rows(store.rows)  # within the audit's snapshot
     except LedgerError as exc:
         raise _Failed(None, "projections", f"the projection tables cannot be read: {exc}") from exc
     found = differences(live, state_rows(state))

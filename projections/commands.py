@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial, singledispatch
 
 from ledger.chain import chain, commitment
 from ledger.errors import EncodingError
@@ -32,7 +33,7 @@ from projections.errors import DomainError, IdempotencyConflictError, InvalidVal
 from projections.overlay import scratch, touched
 from projections.rules import expected_version, violation
 from projections.state import LedgerState, PrivateFields, VoteRecord
-from projections.tables import position_rows, rows_of, statements
+from projections.tables import POSITION, position_rows, rows_of
 
 
 @dataclass(frozen=True)
@@ -117,13 +118,21 @@ Result = Registered | VoteRecord | Appended
 
 
 @dataclass
-class _Pending:
-    """One event decided in this batch, waiting for its position in the log."""
+class Pending:
+    """One event decided in a batch, as the state folds it in once it is durable."""
 
     event: Event
     private: PrivateFields | None = None
     private_data: PrivateData | None = None  # the private fields as kept: salt and canonical bytes
     event_id: str = field(default_factory=uuid7)
+
+
+@dataclass
+class Plan:
+    """What a command decided: its events, and its result once they have their positions."""
+
+    pending: list[Pending]
+    result: Callable[[list[StoredEvent]], Result]
 
 
 def idempotency_digest(key: str) -> str:
@@ -132,14 +141,26 @@ def idempotency_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _decide_register(view: LedgerState, cmd: RegisterUser) -> list[_Pending]:
+@singledispatch
+def decide(command: Command, view: LedgerState, now_ms: int) -> Plan | VoteRecord:
+    """What ``command`` appends after ``view`` (or, for a replayed vote, its earlier record);
+    raises the DomainError that refuses it. One handler per command type."""
+    raise TypeError(f"no handler decides {type(command).__name__}")
+
+
+@decide.register
+def _register(cmd: RegisterUser, view: LedgerState, now_ms: int) -> Plan:
     private = PrivateFields(cmd.email, cmd.name, cmd.password_hash)
     salt, body = os.urandom(16), private.canonical_body()
     event = UserRegistered(uuid7_hex(), commitment(salt, body), cmd.part, cmd.team)
-    return [_Pending(event, private, PrivateData(salt, body))]
+    return Plan(
+        [Pending(event, private, PrivateData(salt, body))],
+        lambda rows: Registered(event.user_id, rows[0].seq),
+    )
 
 
-def _decide_vote(view: LedgerState, cmd: CastVote, now_ms: int) -> list[_Pending] | VoteRecord:
+@decide.register
+def _vote(cmd: CastVote, view: LedgerState, now_ms: int) -> Plan | VoteRecord:
     key = idempotency_digest(cmd.key) if cmd.key is not None else None
     if key is not None:
         earlier = view.idempotency.get((cmd.user_id, key))
@@ -149,11 +170,15 @@ def _decide_vote(view: LedgerState, cmd: CastVote, now_ms: int) -> list[_Pending
                     "this Idempotency-Key was used for a different vote"
                 )
             return earlier
-    return [_Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, key))]
+    return Plan(
+        [Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, key))],
+        lambda rows: VoteRecord(rows[0].seq, cmd.poll_id, cmd.candidate_id),
+    )
 
 
-def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], list[str]]:
-    pending: list[_Pending] = []
+@decide.register
+def _sync(cmd: SyncPolls, view: LedgerState, now_ms: int) -> Plan:
+    pending: list[Pending] = []
     notes: list[str] = []
     legacy = [p.poll_id for p in cmd.polls if p.legacy]
     if view.legacy_poll_id is not None and legacy and legacy != [view.legacy_poll_id]:
@@ -164,7 +189,7 @@ def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], lis
     for spec in cmd.polls:
         poll = view.polls.get(spec.poll_id)
         if poll is None:
-            pending.append(_Pending(PollCreated(
+            pending.append(Pending(PollCreated(
                 spec.poll_id, spec.title, spec.policy, spec.results, spec.legacy,
                 spec.same_part, spec.not_own_team, spec.opens_at, spec.closes_at,
             )))
@@ -189,26 +214,30 @@ def _decide_sync(view: LedgerState, cmd: SyncPolls) -> tuple[list[_Pending], lis
             if candidate.name in known:
                 continue
             known.add(candidate.name)
-            pending.append(_Pending(CandidateAdded(
+            pending.append(Pending(CandidateAdded(
                 spec.poll_id, next_id, candidate.name, candidate.part, candidate.team
             )))
             next_id += 1
         if poll is None and spec.open:
-            pending.append(_Pending(PollOpened(spec.poll_id)))
-    return pending, notes
+            pending.append(Pending(PollOpened(spec.poll_id)))
+    return Plan(pending, partial(_appended, notes=tuple(notes)))
 
 
-def _decide_status(view: LedgerState, cmd: SetPollStatus) -> list[_Pending]:
+@decide.register
+def _status(cmd: SetPollStatus, view: LedgerState, now_ms: int) -> Plan:
     poll = view.polls.get(cmd.poll_id)
     if poll is None:
         raise PollConfigError(f"no poll {cmd.poll_id!r}")
-    wanted = "open" if cmd.open else "closed"
-    if poll.status == wanted:
-        return []
-    return [_Pending(PollOpened(cmd.poll_id) if cmd.open else PollClosed(cmd.poll_id))]
+    if poll.status == ("open" if cmd.open else "closed"):
+        return Plan([], _appended)
+    return Plan([Pending(PollOpened(cmd.poll_id) if cmd.open else PollClosed(cmd.poll_id))], _appended)
 
 
-def _admit(view: LedgerState, decided: list[_Pending]) -> list[NewEvent] | DomainError:
+def _appended(rows: list[StoredEvent], notes: tuple[str, ...] = ()) -> Appended:
+    return Appended(tuple(r.seq for r in rows), tuple(r.type for r in rows), notes)
+
+
+def _admit(view: LedgerState, decided: list[Pending]) -> list[NewEvent] | DomainError:
     """Check a command's events in order, encode them, and fold them into ``view``: all or none.
 
     A command of several events is tried on a scratch of the scratch first, so that one breaking a
@@ -251,73 +280,46 @@ class Decider:
         """Fold in what other writers appended."""
         self.state.catch_up(events)
 
-    def decide(self, commands: Sequence[Command]) -> Decision[Result]:
+    def decide(self, commands: Sequence[Command]) -> Decision[Result, Pending]:
         """Decide every command against the state plus the batch so far; change nothing yet."""
         view = scratch(self.state)
         now_ms = self._clock()
-        pending: list[_Pending] = []
-        new_events: list[NewEvent] = []
-        spans: list[tuple[int, int, list[str]] | VoteRecord | Exception] = []
+        head = at = Head(self.state.head_seq, self.state.head_hash)
+        events: list[StoredEvent] = []
+        pending: list[Pending] = []
+        results: list[Result | Exception] = []
         for command in commands:
             try:
-                decided, notes = self._decide(view, command, now_ms)
+                plan = decide(command, view, now_ms)
             except DomainError as exc:
-                spans.append(exc)
+                results.append(exc)
                 continue
             except EncodingError as exc:
-                spans.append(_unwritable(exc))
+                results.append(_unwritable(exc))
                 continue
-            if isinstance(decided, VoteRecord):
-                spans.append(decided)
+            if isinstance(plan, VoteRecord):  # a replay: the vote recorded earlier
+                results.append(plan)
                 continue
-            admitted = _admit(view, decided)
+            admitted = _admit(view, plan.pending)
             if isinstance(admitted, DomainError):
-                spans.append(admitted)
+                results.append(admitted)
                 continue
-            spans.append((len(pending), len(pending) + len(decided), notes))
-            pending += decided
-            new_events += admitted
-        head = Head(self.state.head_seq, self.state.head_hash)
-        stored = chain(head, new_events)
-        tables = rows_of(
+            stored = chain(at, admitted)
+            if stored:
+                at = Head(stored[-1].seq, stored[-1].hash)
+            events += stored
+            pending += plan.pending
+            results.append(plan.result(stored))
+        writes = rows_of(
             touched(view.users).values(), touched(view.polls).values(),
             touched(view.ballots), touched(view.idempotency),
         )
-        if stored:
-            tables["projection_position"] = position_rows(stored[-1].seq, stored[-1].hash)
-        results = [self._result(span, commands[i], stored) for i, span in enumerate(spans)]
-        return Decision(head, stored, statements(tables), results, token=pending)
+        if events:
+            writes[POSITION] = position_rows(at.seq, at.hash)
+        return Decision(head, events, pending, writes, results)
 
-    def committed(self, decision: Decision[Result]) -> None:
+    def committed(self, decision: Decision[Result, Pending]) -> None:
         """The batch is durable: fold it into the live state (unless a reader already caught up)."""
-        pending: list[_Pending] = decision.token  # type: ignore[assignment]
-        for item, row in zip(pending, decision.events, strict=True):
+        for item, row in zip(decision.pending, decision.events, strict=True):
             if row.seq > self.state.head_seq:
                 self.state.apply(row.seq, row.hash, item.event, item.private)
-
-    def _decide(
-        self, view: LedgerState, command: Command, now_ms: int
-    ) -> tuple[list[_Pending] | VoteRecord, list[str]]:
-        if isinstance(command, CastVote):
-            return _decide_vote(view, command, now_ms), []
-        if isinstance(command, RegisterUser):
-            return _decide_register(view, command), []
-        if isinstance(command, SyncPolls):
-            return _decide_sync(view, command)
-        return _decide_status(view, command), []
-
-    @staticmethod
-    def _result(
-        span: tuple[int, int, list[str]] | VoteRecord | Exception,
-        command: Command,
-        stored: list[StoredEvent],
-    ) -> Result | Exception:
-        if isinstance(span, (Exception, VoteRecord)):
-            return span
-        start, end, notes = span
-        rows = stored[start:end]
-        if isinstance(command, RegisterUser):
-            return Registered(rows[0].stream.removeprefix("user:"), rows[0].seq)
-        if isinstance(command, CastVote):
-            return VoteRecord(rows[0].seq, command.poll_id, command.candidate_id)
-        return Appended(tuple(r.seq for r in rows), tuple(r.type for r in rows), tuple(notes))

@@ -76,9 +76,9 @@ async def tally_at(store: EventStore, poll_id: str, seq: int) -> Results:
     state = LedgerState()
     events = []
     stream = poll_stream(poll_id)
-    async for chunk in store.read(upto=seq, stream_prefix=stream):
+    async for chunk in store.read_streams(stream, upto=seq):
         events += [e for e in chunk if e.stream == stream]  # not another poll whose id starts alike
-    async for chunk in store.read(upto=seq, stream_prefix=ballot_stream(poll_id, "")):
+    async for chunk in store.read_streams(ballot_stream(poll_id, ""), upto=seq):
         events += chunk
     events.sort(key=lambda e: e.seq)
     for event in events:  # a poll's and its ballots' streams: no registrations, no private data

@@ -17,12 +17,12 @@ import msgspec
 
 from ledger.errors import CorruptEventError, LedgerError
 from ledger.events import POLL_STREAMS, user_stream
-from ledger.store import EventStore
+from ledger.store import EventStore, fold_reads
 from ledger.writer import GroupCommitWriter
-from projections.commands import Command, Decider, Result
+from projections.commands import Command, Decider, Pending, Result
 from projections.model import User
 from projections.state import LedgerState, PrivateFields, collector_paused
-from projections.tables import ddl
+from projections.tables import POSITION, TABLES
 
 PROBE_REUSE = 1.0  # seconds a health probe's outcome is reused
 FRESHNESS = 0.001  # seconds: how stale a read may be with respect to other processes' appends
@@ -43,7 +43,7 @@ async def replay(
     total = upto if upto is not None else (await store.head()).seq
     state = LedgerState()
     with collector_paused():
-        async for rows in store.read_bodies(upto=upto, inline=True):
+        async for rows in fold_reads(store).read_bodies(upto=upto):
             state.fold_rows(rows)
             if progress:
                 progress(state.head_seq, total)
@@ -159,7 +159,7 @@ async def _fold_shard(
     store: EventStore, upto: int, index: int, progress: Progress | None = None
 ) -> LedgerState:
     state = LedgerState()
-    async for rows in store.read_shard(index, 2, POLL_STREAMS, upto):
+    async for rows in fold_reads(store).read_shard(index, 2, POLL_STREAMS, upto):
         state.fold_shard_rows(rows)
         if progress:
             progress(state.head_seq, upto)
@@ -179,7 +179,7 @@ class VoteLedger:
         self._catching_up: asyncio.Future[None] | None = None
         self._probe: asyncio.Future[None] | None = None
         self._probed = float("-inf")
-        self._writer: GroupCommitWriter[Command, Result] = GroupCommitWriter(
+        self._writer: GroupCommitWriter[Command, Result, Pending] = GroupCommitWriter(
             store, Decider(state, clock), max_batch
         )
 
@@ -188,11 +188,10 @@ class VoteLedger:
         cls, store: EventStore, clock: Callable[[], int] = wall_clock_ms, max_batch: int = 512
     ) -> VoteLedger:
         """Replay the log into memory and start the writer."""
-        await store.execute_script(ddl())
+        await store.create_tables(TABLES)
         await store.changed()  # the baseline: whatever commits from here on is caught up later
         # the projections' position is read first: the log can only have grown since
-        rows = await store.fetch_all("SELECT max(seq) FROM projection_position")
-        position = rows[0][0] if rows and rows[0][0] is not None else 0
+        position = max((seq for _, seq, _ in await store.rows(POSITION)), default=0)
         state = await replay(store)
         if position > state.head_seq:
             raise CorruptEventError(
@@ -238,9 +237,10 @@ class VoteLedger:
             self.state.catch_up(chunk)
 
     async def password_hash(self, user: User) -> str | None:
-        """The user's password hash, read from the private data of their registration."""
+        """The user's password hash, read from the private data of their registration (a read by
+        key: it costs the same on a log of any length)."""
         stream = user_stream(user.user_id)
-        async for chunk in self.store.read(upto=user.seq, stream_prefix=stream):
+        async for chunk in self.store.read_streams(stream, upto=user.seq):
             for event in chunk:
                 if event.stream == stream and event.private_body is not None:
                     return PrivateFields.from_body(event.private_body).password_hash

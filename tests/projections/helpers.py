@@ -11,7 +11,7 @@ import hashlib
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,8 +20,9 @@ from typing import Any
 
 from ledger.chain import link
 from ledger.events import Event, VoteCast, encode
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
 from ledger.store import GENESIS_HASH, EventStore, StoredEvent
+from ledger.tables import TableSpec
 from projections.audit import AuditReport, audit
 from projections.commands import (
     CandidateSpec,
@@ -53,7 +54,7 @@ async def open_ledger(
     path: Path, clock: Callable[[], int] | None = None, max_batch: int = 512
 ) -> VoteLedger:
     """A VoteLedger on ``path`` (created if missing)."""
-    store = await SqliteEventStore.open(path, create=True)
+    store = await open_store(path, create=True)
     if clock is None:
         return await VoteLedger.open(store, max_batch=max_batch)
     return await VoteLedger.open(store, clock=clock, max_batch=max_batch)
@@ -149,10 +150,10 @@ async def build_sample(path: Path, users: int = 50) -> Built:
 async def audit_file(path: Path) -> AuditReport:
     """The audit an outsider runs: the file opened read-only, audited in one process and in
     two, which must report exactly the same."""
-    store = await SqliteEventStore.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
         report = await audit(store)
-        in_two = await audit(store, reopen=partial(SqliteEventStore.open, path, readonly=True))
+        in_two = await audit(store, reopen=partial(open_store, path, readonly=True))
     finally:
         await store.close()
     assert in_two == report
@@ -160,7 +161,7 @@ async def audit_file(path: Path) -> AuditReport:
 
 
 async def replay_file(path: Path, upto: int | None = None) -> LedgerState:
-    store = await SqliteEventStore.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
         return await replay(store, upto=upto)
     finally:
@@ -174,15 +175,15 @@ async def replay_in_two(store: EventStore, reopen: StoreOpener) -> LedgerState:
 
 
 async def replay_in_two_file(path: Path) -> LedgerState:
-    store = await SqliteEventStore.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
-        return await replay_in_two(store, partial(SqliteEventStore.open, path, readonly=True))
+        return await replay_in_two(store, partial(open_store, path, readonly=True))
     finally:
         await store.close()
 
 
 async def read_events(path: Path) -> list[StoredEvent]:
-    store = await SqliteEventStore.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
         return [event async for chunk in store.read() for event in chunk]
     finally:
@@ -190,11 +191,16 @@ async def read_events(path: Path) -> list[StoredEvent]:
 
 
 async def live_tables(path: Path) -> dict[str, list[Row]]:
-    store = await SqliteEventStore.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
-        return await live_rows(store.fetch_all)
+        return named(await live_rows(store.rows))
     finally:
         await store.close()
+
+
+def named(tables: Mapping[TableSpec, list[Row]]) -> dict[str, list[Row]]:
+    """Rows table by table, keyed by the tables' names."""
+    return {spec.name: rows for spec, rows in tables.items()}
 
 
 def digest(path: Path) -> str:

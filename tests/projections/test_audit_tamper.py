@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import ledger.sqlite
+import ledger.sqlite.store
 from ledger.codec import canonical
 from ledger.errors import LedgerError, NotALedgerError
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
 from ledger.store import EventStore
 from projections.audit import audit
 from projections.rebuild import rebuild
@@ -89,7 +89,7 @@ async def test_opening_a_missing_path_read_only_raises_and_creates_nothing(
 ) -> None:
     path = tmp_path / name
     with pytest.raises(NotALedgerError):
-        await SqliteEventStore.open(path, readonly=True)
+        await open_store(path, readonly=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -324,7 +324,7 @@ async def test_a_broken_chain_is_named_before_a_projection_row_that_differs(
 async def test_private_data_erased_while_the_audit_runs_is_seen_as_of_the_audits_snapshot(
     built: Built, copy: Path, processes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger.sqlite, "READ_CHUNK", 4)  # the erasure lands between two chunks
+    monkeypatch.setattr(ledger.sqlite.store, "READ_CHUNK", 4)  # the erasure lands between two chunks
     state = await replay_file(built.path)
     last = max(state.users.values(), key=lambda u: u.seq)
     erased: list[int] = []
@@ -340,8 +340,8 @@ async def test_private_data_erased_while_the_audit_runs_is_seen_as_of_the_audits
             conn.execute("UPDATE users SET email = NULL, name = NULL WHERE user_id = ?", (last.user_id,))
             conn.execute("COMMIT")
 
-    reopen = partial(SqliteEventStore.open, copy, readonly=True) if processes == 2 else None
-    store = await SqliteEventStore.open(copy, readonly=True)
+    reopen = partial(open_store, copy, readonly=True) if processes == 2 else None
+    store = await open_store(copy, readonly=True)
     try:
         report = await audit(store, erase_once, reopen)
     finally:
@@ -438,7 +438,7 @@ async def _die() -> EventStore:
 async def test_a_second_process_that_dies_is_one_ledger_error_for_the_audit_and_the_fold(
     built: Built,
 ) -> None:
-    store = await SqliteEventStore.open(built.path, readonly=True)
+    store = await open_store(built.path, readonly=True)
     try:
         with pytest.raises(LedgerError, match="the second process of the audit stopped"):
             await audit(store, reopen=_die)
@@ -452,7 +452,7 @@ async def test_a_rebuild_whose_second_process_dies_writes_nothing(built: Built) 
     with tamper(built.path) as conn:
         conn.execute("UPDATE candidates SET votes = votes + 1")
     before = await live_tables(built.path)
-    store = await SqliteEventStore.open(built.path)
+    store = await open_store(built.path)
     try:
         with pytest.raises(LedgerError, match="the second process of the fold stopped"):
             await rebuild(store, reopen=_die)

@@ -13,18 +13,17 @@ import random
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from ledger.errors import CorruptEventError
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
+from ledger.tables import TableSpec
 from projections.commands import (
     CandidateSpec,
     CastVote,
@@ -49,6 +48,7 @@ from tests.projections.helpers import (
     forge,
     forged_vote,
     live_tables,
+    named,
     open_ledger,
     replay_file,
     replay_in_two_file,
@@ -126,7 +126,7 @@ async def history(tmp_path_factory: pytest.TempPathFactory) -> History:
                 else:
                     assert not isinstance(result, BaseException), repr(result)
                     outcomes[type(result).__name__] += 1
-        live = state_rows(ledger.state)
+        live = named(state_rows(ledger.state))
         head, by_type = ledger.state.head_seq, dict(ledger.state.events_by_type)
     finally:
         await ledger.close()
@@ -139,8 +139,8 @@ def ledger_copy(history: History, tmp_path: Path) -> Path:
 
 
 async def rebuild_file(path: Path, processes: int = 1) -> RebuildReport:
-    store = await SqliteEventStore.open(path)
-    reopen = partial(SqliteEventStore.open, path, readonly=True) if processes == 2 else None
+    store = await open_store(path)
+    reopen = partial(open_store, path, readonly=True) if processes == 2 else None
     try:
         return await rebuild(store, reopen=reopen)
     finally:
@@ -161,7 +161,7 @@ def test_history_has_over_100k_events_of_every_kind_and_refusal(history: History
 
 
 async def test_inline_projections_equal_a_fresh_replay_of_the_whole_log(history: History) -> None:
-    replayed = state_rows(await replay_file(history.path))
+    replayed = named(state_rows(await replay_file(history.path)))
 
     assert await live_tables(history.path) == history.live_state_rows == replayed
 
@@ -173,7 +173,7 @@ async def test_a_fold_in_two_processes_equals_the_fold_of_the_whole_log(history:
 
     assert halves == whole  # every user, poll, tally, ballot and idempotency key, and the head
     assert halves.events_by_type == history.events_by_type
-    assert state_rows(halves) == history.live_state_rows
+    assert named(state_rows(halves)) == history.live_state_rows
 
 
 async def test_the_fold_gives_the_collector_nothing_to_walk_per_signup_or_vote(history: History) -> None:
@@ -232,7 +232,7 @@ async def test_rebuild_reports_exactly_the_edited_rows_restores_them_and_the_aud
 
     changes = {(d.table, d.key): (d.live, d.expected) for d in report.changes}
     assert len(changes) == len(report.changes)
-    assert report.rebuilt == list(TABLES)
+    assert report.rebuilt == [spec.name for spec in TABLES]
     assert changes == {
         ("candidates", candidate[:1]): ((*candidate[:5], candidate[5] + 5, candidate[6]), candidate),
         ("ballots", deleted_ballot[:2]): (None, deleted_ballot),
@@ -244,7 +244,7 @@ async def test_rebuild_reports_exactly_the_edited_rows_restores_them_and_the_aud
         ("polls", ("unlimited",)): ((*poll[:10], 0, poll[11]), poll),
         ("projection_position", ("users",)): (None, position),
     }
-    replayed = state_rows(await replay_file(ledger_copy))
+    replayed = named(state_rows(await replay_file(ledger_copy)))
     assert await live_tables(ledger_copy) == replayed == rows
     assert (await audit_file(ledger_copy)).ok
 
@@ -269,7 +269,7 @@ async def test_a_rebuilt_ledger_reopens_keeps_voting_and_still_passes_the_audit(
     report = await audit_file(built.path)
     assert report.ok, report.failure
     assert report.head_seq == built.head + 2
-    assert await live_tables(built.path) == state_rows(report.state)
+    assert await live_tables(built.path) == named(state_rows(report.state))
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -285,8 +285,8 @@ async def test_a_rebuild_folds_in_what_was_appended_while_it_folded(tmp_path: Pa
         if not appended:  # one vote by a user of each half, without their projection rows
             appended.extend(forge(built.path, forged_vote("snack", snack, voter)) for voter in voters)
 
-    store = await SqliteEventStore.open(built.path)
-    reopen = partial(SqliteEventStore.open, built.path, readonly=True) if processes == 2 else None
+    store = await open_store(built.path)
+    reopen = partial(open_store, built.path, readonly=True) if processes == 2 else None
     try:
         report = await rebuild(store, append_during_the_fold, reopen)
     finally:
@@ -308,25 +308,25 @@ async def test_a_rebuild_in_two_reads_the_live_rows_again_if_they_changed_after_
     """It reads the live rows while the second process's half comes in: a commit after that
     read, before the write lock, must not go unseen."""
     built = await build_sample(tmp_path / "small.db")
-    store = await SqliteEventStore.open(built.path)
-    read = store.fetch_all
+    store = await open_store(built.path)
+    read = store.rows
     tables_read: list[str] = []
 
-    async def edit_once_the_live_rows_are_read(sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        rows = await read(sql, params)
-        tables_read.append(sql.split()[3])  # SELECT * FROM <table> ...
+    async def edit_once_the_live_rows_are_read(spec: TableSpec) -> list[Row]:
+        rows = await read(spec)
+        tables_read.append(spec.name)
         if len(tables_read) == len(TABLES):
             with tamper(built.path) as conn:
                 conn.execute("UPDATE candidates SET votes = votes + 1")
         return rows
 
-    monkeypatch.setattr(store, "fetch_all", edit_once_the_live_rows_are_read)
+    monkeypatch.setattr(store, "rows", edit_once_the_live_rows_are_read)
     try:
-        report = await rebuild(store, reopen=partial(SqliteEventStore.open, built.path, readonly=True))
+        report = await rebuild(store, reopen=partial(open_store, built.path, readonly=True))
     finally:
         await store.close()
 
-    assert tables_read == list(TABLES)
+    assert tables_read == [spec.name for spec in TABLES]
     assert report.rebuilt == ["candidates"]
     audited = await audit_file(built.path)
     assert audited.ok, audited.failure
@@ -449,7 +449,7 @@ async def test_one_email_registered_to_users_of_both_halves_stops_a_fold_in_two(
 async def test_tally_at_the_head_of_the_big_history_equals_the_live_tallies(history: History) -> None:
     """The ledger is far longer than one read chunk: time travel must page through all of it."""
     rows = history.live_state_rows
-    store = await SqliteEventStore.open(history.path, readonly=True)
+    store = await open_store(history.path, readonly=True)
     try:
         for poll in rows["polls"]:
             results = await tally_at(store, poll[0], history.head)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
+from ledger.store import EventStore
 from projections.commands import CastVote, Command, PollSpec, SetPollStatus, SyncPolls
 from projections.errors import UnknownPollError
 from projections.queries import Results, tally, tally_at
@@ -50,7 +51,7 @@ async def build_history(path: Path, seed: int, target: int = 400) -> int:
     return head
 
 
-async def folded_tallies(store: SqliteEventStore, seq: int) -> dict[str, Results | None]:
+async def folded_tallies(store: EventStore, seq: int) -> dict[str, Results | None]:
     """What a full fold of the log up to ``seq`` says of each poll (None: it did not exist yet)."""
     state = await replay(store, upto=seq)
     return {
@@ -59,7 +60,7 @@ async def folded_tallies(store: SqliteEventStore, seq: int) -> dict[str, Results
     }
 
 
-async def tally_at_or_none(store: SqliteEventStore, poll_id: str, seq: int) -> Results | None:
+async def tally_at_or_none(store: EventStore, poll_id: str, seq: int) -> Results | None:
     try:
         return await tally_at(store, poll_id, seq)
     except UnknownPollError:
@@ -70,7 +71,7 @@ async def tally_at_or_none(store: SqliteEventStore, poll_id: str, seq: int) -> R
 async def test_tally_at_every_position_equals_a_full_fold_up_to_it(tmp_path: Path, seed: int) -> None:
     path = tmp_path / "ledger.db"
     head = await build_history(path, seed)
-    store = await SqliteEventStore.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
         seen: dict[str, set[tuple[int, ...]]] = {"alpha": set(), "beta": set(), "gamma": set()}
         for seq in range(head + 1):
@@ -102,7 +103,7 @@ async def test_tally_at_follows_a_changed_vote_and_knows_no_poll_before_its_crea
         assert isinstance(first, VoteRecord) and isinstance(second, VoteRecord)
     finally:
         await ledger.close()
-    store = await SqliteEventStore.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
         with pytest.raises(UnknownPollError):
             await tally_at(store, "beta", created - 1)

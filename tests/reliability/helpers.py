@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.events import Envelope, decode
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
 
 BIN = Path(sys.executable).parent
 VOTE_LEDGER = str(BIN / "vote-ledger")
@@ -255,7 +255,7 @@ def login(url: str, email: str, password: str) -> str:
 
 async def read_log(db: Path) -> list[tuple[int, Envelope]]:
     """Every event of the ledger file, decoded, with its seq (opened read-only)."""
-    store = await SqliteEventStore.open(db, readonly=True)
+    store = await open_store(db, readonly=True)
     try:
         events: list[tuple[int, Envelope]] = []
         async for chunk in store.read():

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ledger.sqlite import SqliteEventStore
+from ledger.open import open_store
 from projections.audit import audit
 from tests.conftest import TEST_SECRET, MakeClient, make_settings, signup_and_login
 from tests.reliability.corpus import (
@@ -79,7 +79,7 @@ async def _still_healthy(client: TestClient[Any, Any], db: Path) -> None:
         "/api/v1/polls/marathon/votes", json={"candidateId": 5}, headers={"Authorization": f"Bearer {token}"}
     )
     assert vote.status == 201
-    store = await SqliteEventStore.open(db, readonly=True)
+    store = await open_store(db, readonly=True)
     try:
         report = await audit(store)
     finally:

@@ -1,6 +1,6 @@
 """The process that commits the group-commit batches of one ledger file.
 
-``SqliteEventStore`` starts it (``main(URI, PATH, BUSY_TIMEOUT_MS)`` in a new interpreter) and
+``ledger.sqlite.client`` starts it (``main(URI, PATH, BUSY_TIMEOUT_MS)`` in a new interpreter) and
 talks to it over its standard input and output, one request at a time, each a length-prefixed
 pickle. It first answers ``(True, None)`` once its connection is open (or ``(False, error)`` and
 ends); then ``("batch", head, event rows, statements)`` gets ``(True, foreign event rows)``,
@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ledger.errors import LedgerError
-from ledger.sqlite_steps import BATCH_CACHE_KIB, Connection, translate, writer_connection
-from ledger.store import Head, Row, Statement, StoredEvent
+from ledger.sqlite.steps import BATCH_CACHE_KIB, Connection, Row, Statement, translate, writer_connection
+from ledger.store import Head, StoredEvent
 
 Batch = tuple[tuple[int, bytes], list[Row], list[Statement]]  # a head, event rows, statements
 

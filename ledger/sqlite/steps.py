@@ -20,7 +20,11 @@ from ledger.errors import (
     NotALedgerError,
     StoreUnavailableError,
 )
-from ledger.store import GENESIS_HASH, Head, Row, Statement, StoredEvent
+from ledger.store import GENESIS_HASH, Head, StoredEvent
+
+Row = tuple[Any, ...]  # as ``ledger.tables.Row``, which this process does not import
+Statement = tuple[str, Sequence[Row]]
+"""SQL with ``?`` placeholders and the rows to run it for: what the batch writer is sent."""
 
 WRITER_CACHE_KIB = 16 * 1024  # a multi-step writer's page cache: a rebuild's tables stay in memory
 BATCH_CACHE_KIB = 2 * 1024
@@ -58,7 +62,7 @@ def writer_connection(
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute(f"PRAGMA cache_size = -{cache_kib}")
         # checkpoints run beside the writers (SqliteEventStore._checkpoints) or between batches
-        # (ledger.batch_writer), never inside a commit
+        # (ledger.sqlite.batch_writer), never inside a commit
         conn.execute("PRAGMA wal_autocheckpoint = 0")
     except BaseException:
         conn.close()
