@@ -13,13 +13,12 @@ import asyncio
 import ctypes
 import gc
 import json
-import math
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from api.settings import Settings, SettingsError
 from ledger.errors import LedgerError
@@ -37,7 +36,9 @@ class CommandError(Exception):
     """A failure to report as one line."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: the message, and where to look."""
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -288,47 +289,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bench import harness as bench
+    """The benchmarks, a tool of their own (``bench``) that reads its own flags."""
+    from bench.cli import run
+    from bench.processes import BenchError
 
-    workdir = Path(args.workdir) if args.workdir else None
     try:
-        if args.ledger:
-            figures = bench.ledger_run(args.ledger, workdir, args.duration)
-        else:
-            figures = bench.run(args.users, args.connections, args.duration, workdir, args.rounds)
-    except bench.BenchError as exc:
+        return run(args.bench_args, f"{PROG} bench")
+    except BenchError as exc:
         raise CommandError(f"the benchmark stopped: {exc}") from exc
-    if args.ledger:
-        print(json.dumps(figures, indent=2))
-        passed = figures["audit_passed"] and figures["audit_one_process_passed"]
-        return 0 if passed and not figures["rebuild_changes"] else 1
-    print(json.dumps(figures, indent=2) if args.json else bench.report(figures))
-    return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
-
-
-_Number = TypeVar("_Number", int, float)
-
-
-def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
-    """An argument type: a finite number of ``kind`` above zero (argparse names the option on
-    error)."""
-    what = "a whole number" if kind is int else "a number"
-
-    def parse(text: str) -> _Number:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not 0 < value < math.inf:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what} above zero")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="A vote service whose result anyone can check.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description="A vote service whose result anyone can check.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def command(name: str, help_text: str, run: Callable[[argparse.Namespace], Any],
                 parent: Any = commands) -> argparse.ArgumentParser:
@@ -357,34 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
         "half (the default where there is more than one CPU)",
     )
 
-    bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling")
+    # its flags are the benchmark's own (see ``vote-ledger bench --help``): main passes them on
+    bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling",
+                                    add_help=False)
     bench_cmd.set_defaults(run=cmd_bench)
-    bench_cmd.add_argument("--users", type=_positive(int),
-                           help="distinct voters in each round (default: 30,000 per second of --duration)")
-    bench_cmd.add_argument("--connections", type=_positive(int), default=64)
-    bench_cmd.add_argument("--duration", type=_positive(float), default=5.0,
-                           help="seconds per scenario (with --ledger: of votes after start-up)")
-    bench_cmd.add_argument("--rounds", type=_positive(int), default=1,
-                           help="run the service's scenarios this many times, with a ceiling run "
-                                "before the first round and after each, and report each scenario's "
-                                "median, lowest and highest ratio (default: 1)")
-    bench_cmd.add_argument("--workdir", help="keep the ledger and files here")
-    bench_cmd.add_argument("--ledger", type=_positive(int), metavar="EVENTS",
-                           help="instead: append rates, audit and rebuild speed and server memory "
-                                "(after start-up and after votes) on a ledger of this many events")
-    bench_cmd.add_argument("--json", action="store_true")
 
     users = commands.add_parser("users", help="user commands").add_subparsers(
-        dest="users_command", required=True, parser_class=_Parser)
+        dest="users_command", required=True, parser_class=OneLineParser)
     imp = command("import", "register users from JSON lines of {email, name, password}",
                   cmd_users_import, users)
     imp.add_argument("file")
     candidates = commands.add_parser("candidates", help="candidate commands").add_subparsers(
-        dest="candidates_command", required=True, parser_class=_Parser)
+        dest="candidates_command", required=True, parser_class=OneLineParser)
     listing = command("list", "list candidates and their votes", cmd_candidates, candidates)
     listing.add_argument("--poll", help="only this poll")
     polls = commands.add_parser("polls", help="poll commands").add_subparsers(
-        dest="polls_command", required=True, parser_class=_Parser)
+        dest="polls_command", required=True, parser_class=OneLineParser)
     load = command("load", "append what the polls file adds (idempotent)", cmd_polls_load, polls)
     load.add_argument("--config", help="polls file (TOML); default: the bundled demo poll")
     for action in ("open", "close"):
@@ -396,7 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; one line on stderr and a non-zero exit on any error."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         outcome = args.run(args)
         if isinstance(outcome, Awaitable):

@@ -78,14 +78,6 @@ class Settings:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 characters")
 
 
-def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment for a child process: this one's without its ``VOTE_LEDGER_*`` settings,
-    plus ``extra`` (so a benchmark's children get exactly the settings it gives them)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(PREFIX)}
-    env.update(extra)
-    return env
-
-
 def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}.get(name)
     if kind is None:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import SERVICE_SCENARIOS, Scenario, _summary
-from bench.harness import report as bench_report
+from bench.harness import Scenario
+from bench.report import report as bench_report
+from bench.scenarios import SERVICE_SCENARIOS, summary
 from tests.reliability.helpers import run_cli
 
 
@@ -89,11 +90,11 @@ def test_the_summary_takes_the_median_lowest_and_highest_of_each_scenario_over_i
          _scenario(names[2], 3, 350, 0.35, 6.0)],
     ]
 
-    summary = _summary(rounds)
+    figures = summary(rounds)
 
     # medians, not means: 0.6 (mean 0.667), 0.2 (mean 0.267), 0.35 (mean 0.35)
     columns = ("ratio_median", "ratio_min", "ratio_max", "rps_median", "p99_ms_max")
-    assert summary == {
+    assert figures == {
         names[0]: dict(zip(columns, (0.6, 0.5, 0.9, 600, 4.0), strict=True)),
         names[1]: dict(zip(columns, (0.2, 0.1, 0.5, 200, 9.0), strict=True)),
         names[2]: dict(zip(columns, (0.35, 0.3, 0.4, 350, 30.0), strict=True)),

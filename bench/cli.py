@@ -1,0 +1,85 @@
+"""The benchmark's command line: ``vote-ledger bench``, ``python -m bench`` and ``scripts/bench.py``.
+
+Without a mode it runs the HTTP scenarios against the ceiling; ``--ledger EVENTS`` measures a
+ledger of many events instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from api.cli import OneLineParser
+from bench.ledger_run import ledger_run
+from bench.processes import BenchError
+from bench.report import report
+from bench.scenarios import run as scenarios_run
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
+    """An argument type: a finite number of ``kind`` above zero (argparse names the option on
+    error)."""
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> _Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} above zero")
+        return value
+
+    return parse
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=prog, description="measure throughput against a bare aiohttp ceiling")
+    parser.add_argument("--users", type=_positive(int),
+                        help="distinct voters in each round (default: 30,000 per second of --duration)")
+    parser.add_argument("--connections", type=_positive(int), default=64)
+    parser.add_argument("--duration", type=_positive(float), default=5.0,
+                        help="seconds per scenario (with --ledger: of votes after start-up)")
+    parser.add_argument("--rounds", type=_positive(int), default=1,
+                        help="run the service's scenarios this many times, with a ceiling run "
+                             "before the first round and after each, and report each scenario's "
+                             "median, lowest and highest ratio (default: 1)")
+    parser.add_argument("--workdir", help="keep the ledger and files here")
+    parser.add_argument("--ledger", type=_positive(int), metavar="EVENTS",
+                        help="instead: append rates, audit and rebuild speed and server memory "
+                             "(after start-up and after votes) on a ledger of this many events")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def run(argv: Sequence[str], prog: str) -> int:
+    """Run the benchmark ``argv`` asks for and print its figures; 1 if its checks failed.
+    BenchError if it could not run."""
+    args = build_parser(prog).parse_args(argv)
+    workdir = Path(args.workdir) if args.workdir else None
+    if args.ledger:
+        figures = ledger_run(args.ledger, workdir, args.duration)
+        print(json.dumps(figures, indent=2))
+        passed = figures["audit_passed"] and figures["audit_one_process_passed"]
+        return 0 if passed and not figures["rebuild_changes"] else 1
+    figures = scenarios_run(args.users, args.connections, args.duration, workdir, args.rounds)
+    print(json.dumps(figures, indent=2) if args.json else report(figures))
+    return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m bench") -> int:
+    """Run the benchmark; one line on stderr and a non-zero exit if it could not run."""
+    try:
+        return run(sys.argv[1:] if argv is None else argv, prog)
+    except BenchError as exc:
+        print(f"{prog}: error: the benchmark stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

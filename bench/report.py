@@ -1,0 +1,47 @@
+"""The benchmark's figures as a table for people (``--json`` prints them as they are)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def report(figures: dict[str, Any]) -> str:
+    """A human-readable table of the figures (and, over several rounds, of each scenario's median)."""
+    rounds = figures["rounds"]
+    lines = [f"{'scenario':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}{'cpu µs/req':>12}"
+             "  generator"]
+    for s in figures["scenarios"]:
+        cpu = f"{s['cpu_us']:,.0f}" if s.get("cpu_us") is not None else "-"
+        lines.append(f"{_label(s, rounds):<34}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+                     f"{s['ratio']:>8.3f}{cpu:>12}  {s['generator']}")
+    if rounds == 1:
+        lines.append(f"users {figures['users']:,} (imported in {figures['import_seconds']} s), "
+                     f"{figures['connections']} connections, {figures['duration']} s per scenario; "
+                     "ratios are to the mean of the two ceiling runs")
+    else:
+        lines.append(f"users {figures['users']:,} per round (imported in {figures['import_seconds']} s), "
+                     f"{figures['connections']} connections, {figures['duration']} s per scenario, "
+                     f"{rounds} rounds; each round's ratios are to the mean of the ceiling runs "
+                     "before and after it (a ceiling's ratio: to the mean of them all)")
+        lines.append(f"{'over the rounds':<34}{'median req/s':>14}{'p99 max':>9}{'median':>8}"
+                     f"{'lowest':>8}{'highest':>8}")
+        for name, m in figures["summary"].items():
+            lines.append(f"{name:<34}{m['rps_median']:>14,.0f}{m['p99_ms_max']:>9.2f}"
+                         f"{m['ratio_median']:>8.3f}{m['ratio_min']:>8.3f}{m['ratio_max']:>8.3f}")
+    for s in figures["scenarios"]:
+        if s.get("voters_ran_out"):
+            lines.append(f"{_label(s, rounds)}: all {figures['users']:,} voters had voted before the "
+                         "time was up, so its req/s is a lower bound; give --users more")
+        if s.get("socket_errors"):
+            lines.append(f"{_label(s, rounds)}: {s['socket_errors']:,} connections failed or timed out "
+                         "(fewer --connections?), so its figures are not to be trusted")
+    lines.append(f"tallies {figures['tallies']} vs acknowledged {figures['acknowledged']}: "
+                 f"{'match (within in-flight requests)' if figures['tallies_match'] else 'MISMATCH'}; audit "
+                 f"{'passed' if figures['audit_passed'] else 'FAILED'}")
+    return "\n".join(lines)
+
+
+def _label(scenario: dict[str, Any], rounds: int) -> str:
+    """A scenario's name in the report, after its round's number when there are several."""
+    return scenario["name"] if rounds == 1 else f"{scenario['round']}: {scenario['name']}"
+
