@@ -1,8 +1,8 @@
 """Group commit: concurrent commands queue up and are committed together in one transaction.
 
 The handler decides a whole batch against the state it holds, which is the state at the head it
-names; the store appends the batch only if the log still ends at that head, inside one
-``BEGIN IMMEDIATE`` transaction. If another process appended in between, nothing is written: the
+names; the store appends the batch only if the log still ends at that head, in one durable
+transaction (``EventStore.append``). If another writer appended in between, nothing is written: the
 handler catches up with those events and decides the batch again. So every invariant is checked
 against exactly the state the batch commits on, one fsync serves the whole batch, and each caller
 is answered only after that commit. A command that fails gets its own error; the others commit.
