@@ -11,7 +11,6 @@ import unicodedata
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 import msgspec
@@ -54,7 +53,9 @@ def load_or_create_secret(settings: Settings) -> str:
     """The JWT secret: the configured one, or one generated once and kept in a 0600 file."""
     if settings.jwt_secret:
         return settings.jwt_secret
-    path: Path = settings.secret_file
+    path = settings.secret_file
+    if path is None:  # a ledger kept in memory: its tokens need outlive it no more than it does
+        return secrets.token_urlsafe(48)
     if not path.exists():
         # written whole under a temporary name, then linked into place: a crash or a second
         # process starting at the same moment never sees a half-written key

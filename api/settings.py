@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ledger.open import UnknownBackendError, locate
+
 PREFIX = "VOTE_LEDGER_"
 
 
@@ -19,7 +21,7 @@ class SettingsError(ValueError):
 class Settings:
     """Everything configurable. Defaults are safe for production; tests lower the hashing cost."""
 
-    db: Path = Path("data/vote-ledger.db")
+    db: str = "data/vote-ledger.db"  # a path, sqlite:///PATH or memory: (ledger.open.open_store)
     config: Path | None = None  # the polls file; None loads the bundled demo poll
     jwt_secret: str | None = field(default=None, repr=False)  # None: a generated key file
     token_lifetime: int = 24 * 3600  # seconds
@@ -38,9 +40,11 @@ class Settings:
     max_batch: int = 512  # commands per group commit
 
     @property
-    def secret_file(self) -> Path:
-        """Where the generated JWT secret is kept when none is configured (0600, beside the db)."""
-        return self.db.with_name(self.db.name + ".jwt-secret")
+    def secret_file(self) -> Path | None:
+        """Where the generated JWT secret is kept when none is configured (0600, beside the
+        ledger file); None for a ledger that keeps no file (``memory:``)."""
+        path = locate(self.db).path
+        return None if path is None else path.with_name(path.name + ".jwt-secret")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -53,6 +57,8 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
         for key, value in (overrides or {}).items():
+            if isinstance(value, Path):
+                value = str(value)  # as a flag's text is
             if value is not None:
                 values[key] = _convert(key, value) if isinstance(value, str) else value
         settings = replace(cls(), **values)
@@ -61,6 +67,10 @@ class Settings:
 
     def check(self) -> None:
         """Refuse values that cannot work, with a message naming the setting."""
+        try:
+            locate(self.db)
+        except UnknownBackendError as exc:
+            raise SettingsError(str(exc)) from None
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.log_format not in ("text", "json"):

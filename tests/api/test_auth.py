@@ -11,6 +11,7 @@ import stat
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -149,7 +150,8 @@ async def test_without_a_configured_secret_a_0600_key_file_is_made_and_kept(make
     settings = first.app[SETTINGS]
     assert settings.jwt_secret is None
     secret_file = settings.secret_file
-    assert secret_file == settings.db.with_name(settings.db.name + ".jwt-secret")
+    assert secret_file is not None and secret_file.name == "ledger.db.jwt-secret"
+    assert secret_file.parent.resolve() == Path(settings.db).parent.resolve()
     assert secret_file.exists()
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     secret = secret_file.read_text().strip()
