@@ -122,7 +122,7 @@ def user_stream(user_id: str) -> str:
 
 POLL_STREAMS = "poll:"
 """What every poll's stream name starts with. Every other stream's name ends with its user's id,
-so a fold split by user (``EventStore.read_shard``) gives each shard every poll's stream."""
+so a fold split by user (``FoldReads.read_shard``) gives each shard every poll's stream."""
 
 
 def poll_stream(poll_id: str) -> str:

@@ -98,13 +98,13 @@ class LedgerState:
         self.fold_rows((e.seq, e.body, e.hash, e.private_body) for e in events if e.seq > self.head_seq)
 
     def fold_rows(self, rows: Iterable[BodyRow]) -> None:
-        """Fold in rows read by ``EventStore.read_bodies``; the first must be the next position."""
+        """Fold in rows read by ``FoldReads.read_bodies``; the first must be the next position."""
         for seq, body, digest, private_body in rows:
             private = PrivateFields.from_body(private_body) if private_body is not None else None
             self.apply(seq, digest, decode(body).event, private)
 
     def fold_shard_rows(self, rows: Iterable[ShardRow]) -> None:
-        """Fold in rows read by ``EventStore.read_shard``, whose positions have gaps by design.
+        """Fold in rows read by ``FoldReads.read_shard``, whose positions have gaps by design.
 
         Each row's stream column must name its body's stream: the shards are chosen by the column,
         and a row in the wrong shard would be folded by too few shards or too many.
