@@ -1,7 +1,7 @@
 """The benchmark's command line: ``vote-ledger bench``, ``python -m bench`` and ``scripts/bench.py``.
 
 Without a mode it runs the HTTP scenarios against the ceiling; ``--ledger EVENTS`` measures a
-ledger of many events instead.
+ledger of many events instead, and ``--logins`` the logins a second with few users and with many.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import TypeVar
 
 from api.cli import OneLineParser
 from bench.ledger_run import ledger_run
+from bench.logins import LOGIN_USERS, login_run
 from bench.processes import BenchError
-from bench.report import report
+from bench.report import login_report, report
 from bench.scenarios import run as scenarios_run
 
 _Number = TypeVar("_Number", int, float)
@@ -40,6 +41,16 @@ def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
     return parse
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    """An argument type: whole numbers above zero, separated by commas."""
+    count = _positive(int)
+    try:
+        return tuple(count(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not whole numbers above zero, separated by commas"
+                                         ) from None
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description="measure throughput against a bare aiohttp ceiling")
     parser.add_argument("--users", type=_positive(int),
@@ -52,9 +63,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                              "before the first round and after each, and report each scenario's "
                              "median, lowest and highest ratio (default: 1)")
     parser.add_argument("--workdir", help="keep the ledger and files here")
-    parser.add_argument("--ledger", type=_positive(int), metavar="EVENTS",
-                        help="instead: append rates, audit and rebuild speed and server memory "
-                             "(after start-up and after votes) on a ledger of this many events")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--ledger", type=_positive(int), metavar="EVENTS",
+                      help="instead: append rates, audit and rebuild speed and server memory "
+                           "(after start-up and after votes) on a ledger of this many events")
+    mode.add_argument("--logins", action="store_true",
+                      help="instead: logins a second on ledgers of --login-users users, and the "
+                           "ratio of the rate at the most users to the rate at the fewest")
+    parser.add_argument("--login-users", type=_sizes, default=LOGIN_USERS, metavar="N,N",
+                        help="with --logins: the ledgers' sizes in users "
+                             f"(default: {','.join(map(str, LOGIN_USERS))})")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -69,6 +87,10 @@ def run(argv: Sequence[str], prog: str) -> int:
         print(json.dumps(figures, indent=2))
         passed = figures["audit_passed"] and figures["audit_one_process_passed"]
         return 0 if passed and not figures["rebuild_changes"] else 1
+    if args.logins:
+        figures = login_run(args.login_users, args.connections, args.duration, workdir)
+        print(json.dumps(figures, indent=2) if args.json else login_report(figures))
+        return 0 if figures["all_logins_succeeded"] else 1
     figures = scenarios_run(args.users, args.connections, args.duration, workdir, args.rounds)
     print(json.dumps(figures, indent=2) if args.json else report(figures))
     return 0 if figures["tallies_match"] and figures["audit_passed"] else 1

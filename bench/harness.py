@@ -1,14 +1,15 @@
 """Driving a server with a real load generator, and what it measured.
 
 wrk runs one of this package's Lua scripts (``votes.lua``: one token per request, so every vote is
-by a distinct user), followed by ``figures.lua``, which reports wrk's figures as one line of JSON.
-Where wrk is absent an aiohttp client stands in (slower; it shares the Python runtime's cost) and
-says so.
+by a distinct user; ``logins.lua``: one user's login per request, round and round), followed by
+``figures.lua``, which reports wrk's figures as one line of JSON. Where wrk is absent an aiohttp
+client stands in (slower; it shares the Python runtime's cost) and says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -51,7 +52,7 @@ class Scenario:
 
 def wrk(port: int, script: str, inputs: dict[str, str], connections: int, duration: float,
         work: Path) -> dict[str, Any]:
-    """wrk's figures for ``script`` (``votes``) against ``port``, the script reading
+    """wrk's figures for ``script`` (``votes`` or ``logins``) against ``port``, the script reading
     its inputs from the ``BENCH_*`` variables in ``inputs``; the script is written into ``work``."""
     path = work / f"{script}.lua"
     path.write_text("".join((resources.files("bench") / name).read_text(encoding="utf-8")
@@ -74,25 +75,29 @@ def wrk(port: int, script: str, inputs: dict[str, str], connections: int, durati
 
 
 async def aiohttp_load(port: int, path: str, connections: int, duration: float, method: str = "",
-                       body: str = "", tokens: Sequence[str] = ()) -> dict[str, Any]:
-    """The figures of the stand-in for wrk: as ``votes.lua`` with ``tokens`` (each used once)."""
+                       body: str = "", tokens: Sequence[str] = (),
+                       bodies: Sequence[str] = ()) -> dict[str, Any]:
+    """The figures of the stand-in for wrk: as ``votes.lua`` with ``tokens`` (each used once),
+    as ``logins.lua`` with ``bodies`` (round and round)."""
     latencies: list[float] = []
     ok = non2xx = 0
     queue = iter(tokens)
+    payloads = itertools.cycle(bodies) if bodies else itertools.repeat(body)
     deadline = time.monotonic() + duration
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
         async def worker() -> None:
             nonlocal ok, non2xx
             while time.monotonic() < deadline:
                 token = next(queue, None)
-                if token is None and method:
+                if token is None and method and not bodies:
                     return
+                payload = next(payloads)
                 headers = {"Authorization": f"Bearer {token}"} if method and token else {}
-                if body:  # as the wrk script sends it
+                if payload:  # as the wrk scripts send it
                     headers["Content-Type"] = "application/json"
                 start = time.perf_counter()
                 async with session.request(method or "GET", f"http://127.0.0.1:{port}{path}",
-                                           headers=headers, data=body or None,
+                                           headers=headers, data=payload or None,
                                            ) as response:
                     await response.read()
                 latencies.append(time.perf_counter() - start)

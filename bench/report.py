@@ -45,3 +45,25 @@ def _label(scenario: dict[str, Any], rounds: int) -> str:
     """A scenario's name in the report, after its round's number when there are several."""
     return scenario["name"] if rounds == 1 else f"{scenario['round']}: {scenario['name']}"
 
+
+def login_report(figures: dict[str, Any]) -> str:
+    """The login benchmark's rates at each size, and how the rate at the most users compares."""
+    lines = [f"{'scenario':<46}{'logins/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}{'cpu µs/req':>12}"
+             "  generator"]
+    runs = figures["logins"]
+    for s in runs:
+        cpu = f"{s['cpu_us']:,.0f}" if s.get("cpu_us") is not None else "-"
+        lines.append(f"{s['name']:<46}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+                     f"{s['ratio']:>8.3f}{cpu:>12}  {s['generator']}")
+    built = ", ".join(f"{s['users']:,} in {s['build_seconds']} s" for s in runs)
+    lines.append(f"logins/s at {runs[-1]['users']:,} users over logins/s at {runs[0]['users']:,}: "
+                 f"{figures['ratio']:.3f}; {figures['connections']} connections, {figures['duration']} s "
+                 f"per scenario; ledgers of users built ({built})")
+    for s in runs:
+        if s["ok"] < s["requests"]:
+            lines.append(f"{s['name']}: {s['requests'] - s['ok']:,} logins were refused, so its rate is "
+                         "not a rate of logins")
+        if s.get("socket_errors"):
+            lines.append(f"{s['name']}: {s['socket_errors']:,} connections failed or timed out "
+                         "(fewer --connections?), so its figures are not to be trusted")
+    return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 The figures themselves are never asserted (CI machines are shared and noisy); what is asserted is
 what makes them worth reading: each scenario answered, the tallies equal the acknowledged votes,
-the audits pass and a rebuild of the benchmark's own ledger changes nothing.
+the audits pass, a rebuild of the benchmark's own ledger changes nothing and every login is let in.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import Scenario
+from bench.report import login_report
 from bench.report import report as bench_report
 from bench.scenarios import SERVICE_SCENARIOS, summary
 from tests.reliability.helpers import run_cli
@@ -103,7 +104,7 @@ def test_the_summary_takes_the_median_lowest_and_highest_of_each_scenario_over_i
 
 @pytest.mark.parametrize("option", [
     ("--rounds", "0"), ("--rounds", "two"), ("--users", "-5"), ("--users", "1.5"), ("--duration", "0"),
-    ("--duration", "inf"), ("--connections", "0"), ("--ledger", "-1"),
+    ("--duration", "inf"), ("--connections", "0"), ("--ledger", "-1"), ("--login-users", "300,0"),
 ])
 def test_a_count_or_a_duration_that_is_not_above_zero_is_one_line_and_exit_2(
     option: tuple[str, str], tmp_path: Path,
@@ -201,3 +202,19 @@ def test_without_a_workdir_the_benchmark_leaves_no_files_behind(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["workdir"] is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_login_benchmark_reports_logins_a_second_at_each_size_and_their_ratio(tmp_path: Path) -> None:
+    done = run_cli("bench", "--logins", "--login-users", "3000,300", "--duration", "1", "--connections", "8",
+                   "--json", "--workdir", str(tmp_path), timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    runs = figures["logins"]
+    assert [r["users"] for r in runs] == [300, 3000]  # the fewest first: the ratio is to them
+    for run in runs:  # every login answered, and answered yes
+        assert run["ok"] == run["requests"] > 0 and run["rps"] > 0 and not run["socket_errors"], run
+    assert figures["all_logins_succeeded"]
+    assert figures["ratio"] == runs[1]["ratio"] == round(runs[1]["rps"] / runs[0]["rps"], 3) > 0
+    text = login_report(figures)
+    assert "logins/s at 3,000 users over logins/s at 300: " in text and "refused" not in text
