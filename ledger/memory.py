@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -165,9 +166,11 @@ class MemoryEventStore(EventStore):
 
     async def read_streams(self, prefix: str, upto: int | None = None) -> AsyncIterator[list[StoredEvent]]:
         log = self._usable()
-        first = bisect.bisect_left(log.names, prefix)
-        last = bisect.bisect_left(log.names, prefix + "\U0010ffff", first)
-        seqs = sorted(s for name in log.names[first:last] for s in log.streams[name])
+        names = itertools.takewhile(
+            lambda name: name.startswith(prefix),
+            itertools.islice(log.names, bisect.bisect_left(log.names, prefix), None),
+        )
+        seqs = sorted(s for name in names for s in log.streams[name])
         if upto is not None:
             seqs = seqs[: bisect.bisect_right(seqs, upto)]
         for start in range(0, len(seqs), READ_CHUNK):

@@ -64,6 +64,17 @@ _SELECT_STREAMS = (
 )
 
 
+def _above(prefix: str) -> str | bytes:
+    """The least value above every name that starts with ``prefix``, so that those names are one
+    range of the index: the prefix without its trailing U+10FFFF, its last character one higher.
+    With nothing left, no text is above them all, but any blob is (SQLite sorts text first)."""
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return b""
+    above = ord(stem[-1]) + 1
+    return stem[:-1] + chr(0xE000 if above == 0xD800 else above)  # no text holds a surrogate
+
+
 @cache
 def _write_sql(spec: TableSpec) -> str:
     return write_statement(spec, [])[0]
@@ -201,7 +212,7 @@ class SqliteEventStore(EventStore):
 
     async def read_streams(self, prefix: str, upto: int | None = None) -> AsyncIterator[list[StoredEvent]]:
         found: list[StoredEvent] = []
-        stream, version, end = prefix, -1, prefix + "\U0010ffff"
+        stream, version, end = prefix, -1, _above(prefix)
         bound = upto if upto is not None else 2**63 - 1
         while True:
             rows = await self._fetch(_SELECT_STREAMS, (stream, version, end, bound))
