@@ -196,10 +196,11 @@ class Connection:
             if current != head:
                 foreign = self.read_after(head.seq)
                 self.rollback()
-                if current.seq < head.seq or not foreign:
+                # the first event after a head the log holds links to that head's hash
+                if current.seq < head.seq or not foreign or foreign[0].prev_hash != head.hash:
                     raise CorruptEventError(
-                        f"the log ends at seq {current.seq} but this process has seen seq {head.seq}: "
-                        "the log lost events; run the audit"
+                        f"the log ends at seq {current.seq} and does not hold the head this batch was "
+                        f"decided at (seq {head.seq}): the log lost events; run the audit"
                     )
                 return foreign
             self.insert(events)
