@@ -278,7 +278,7 @@ class _MemoryRewrite(TableRewrite):
         return [] if table is None else table.sorted_rows()
 
     async def misshapen(self, specs: Sequence[TableSpec]) -> set[str]:
-        tables = self._log.tables
+        tables = {**self._log.tables, **self.replaced}
         return {s.name for s in specs if s.name not in tables or tables[s.name].spec != s}
 
     async def replace(self, spec: TableSpec, rows: Sequence[Row]) -> None:
