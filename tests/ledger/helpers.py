@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.procfs import children, stat_fields
-from ledger.chain import link
+from ledger.chain import chain, link
 from ledger.events import PollOpened, UserRegistered, encode
-from ledger.store import GENESIS_HASH, EventStore, NewEvent, PrivateData, StoredEvent
+from ledger.store import (
+    EMPTY_WRITES,
+    GENESIS_HASH,
+    EventStore,
+    NewEvent,
+    PrivateData,
+    StoredEvent,
+    fold_reads,
+)
+from ledger.tables import TableWrites
 
 
 def user_event(user_id: str | None = None, private: PrivateData | None = None) -> NewEvent:
@@ -26,39 +36,56 @@ def poll_event(poll_id: str, version: int) -> NewEvent:
     return NewEvent(event_id, event.TYPE, event.stream(), version, encode(event_id, event, version))
 
 
+def stream_event(stream: str, version: int = 1) -> NewEvent:
+    """An event of any ``stream`` at ``version`` (its body names another stream: the store does
+    not read bodies)."""
+    return poll_event(uuid.uuid4().hex, version)._replace(stream=stream)
+
+
 def user_events(count: int) -> list[NewEvent]:
     return [user_event() for _ in range(count)]
 
 
-async def append(store: EventStore, events: list[NewEvent]) -> list[StoredEvent]:
-    """Append ``events`` in one committed write transaction."""
-    async with store.write() as tx:
-        return await tx.append(events)
-
-
-async def read_all(
-    store: EventStore, after: int = 0, upto: int | None = None, stream_prefix: str | None = None
+async def append(
+    store: EventStore, events: Sequence[NewEvent], writes: TableWrites = EMPTY_WRITES
 ) -> list[StoredEvent]:
-    """Every event ``store.read`` yields, chunks flattened. Read inline, it must yield the same;
-    ``store.read_bodies``, both ways, the same events' seq, body, hash and private body."""
-    events = [
-        event
-        async for chunk in store.read(after=after, upto=upto, stream_prefix=stream_prefix)
-        for event in chunk
-    ]
-    inline = [
-        event
-        async for chunk in store.read(after=after, upto=upto, stream_prefix=stream_prefix, inline=True)
-        for event in chunk
-    ]
-    assert inline == events
-    if stream_prefix is None:
-        for flag in (False, True):
-            bodies = [
-                row async for rows in store.read_bodies(after=after, upto=upto, inline=flag) for row in rows
-            ]
-            assert bodies == [(e.seq, e.body, e.hash, e.private_body) for e in events]
+    """Append ``events`` (and ``writes``) as one batch at the head, which must still be the head
+    when it commits; the stored events."""
+    head = await store.head()
+    stored = chain(head, events)
+    assert await store.append(head, stored, writes) == []
+    return stored
+
+
+async def append_retrying(
+    store: EventStore, events: Sequence[NewEvent], writes: TableWrites = EMPTY_WRITES
+) -> list[StoredEvent]:
+    """Append ``events`` as one batch, at whatever the head is when the store takes it (deciding
+    again at the new head each time another writer got there first); the stored events."""
+    head = await store.head()
+    while True:
+        stored = chain(head, events)
+        missed = await store.append(head, stored, writes)
+        if not missed:
+            return stored
+        assert missed[0].seq == head.seq + 1 and missed[0].prev_hash == head.hash
+        head = await store.head()
+
+
+async def read_all(store: EventStore, after: int = 0, upto: int | None = None) -> list[StoredEvent]:
+    """Every event ``store.read`` yields, chunks flattened. ``fold_reads(store).read_all`` must
+    yield the same, and ``read_bodies`` the same events' seq, body, hash and private body."""
+    events = [event async for chunk in store.read(after=after, upto=upto) for event in chunk]
+    reads = fold_reads(store)
+    assert [event async for chunk in reads.read_all(after=after, upto=upto) for event in chunk] == events
+    bodies = [row async for rows in reads.read_bodies(after=after, upto=upto) for row in rows]
+    assert bodies == [(e.seq, e.body, e.hash, e.private_body) for e in events]
     return events
+
+
+async def read_streams(store: EventStore, prefix: str, upto: int | None = None) -> list[StoredEvent]:
+    """Every event ``store.read_streams`` yields, chunks flattened."""
+    return [event async for chunk in store.read_streams(prefix, upto=upto) for event in chunk]
 
 
 def assert_chain(events: list[StoredEvent]) -> None:
@@ -87,11 +114,11 @@ async def until_ended(pid: int, timeout: float = 10.0) -> None:
 
 
 def batch_writers(parent: int) -> list[int]:
-    """The ``ledger.batch_writer`` processes that ``parent`` started and that are still running."""
+    """The ``ledger.sqlite.batch_writer`` processes that ``parent`` started and that still run."""
     found = []
     for pid in children(parent):
         try:
-            if _running(pid) and b"ledger.batch_writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if _running(pid) and b"ledger.sqlite.batch_writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
         except OSError:  # ended meanwhile
             continue

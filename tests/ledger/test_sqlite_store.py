@@ -16,18 +16,23 @@ from typing import Any
 
 import pytest
 
-import ledger.sqlite
+import ledger.sqlite.client
+import ledger.sqlite.store
 from ledger.chain import chain, link
 from ledger.errors import NotALedgerError, SchemaTooNewError, StoreUnavailableError
-from ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteEventStore
-from ledger.store import EventStore, Head, StoredEvent
-from tests.ledger.contract import EventStoreContract
+from ledger.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
+from ledger.sqlite.steps import BATCH_CACHE_KIB, writer_connection
+from ledger.sqlite.store import _SELECT_STREAMS, SqliteEventStore
+from ledger.store import EventStore, Head, StoredEvent, fold_reads
+from ledger.tables import Column, TableSpec
+from tests.ledger.contract import SEEN, EventStoreContract
 from tests.ledger.helpers import (
     append,
     assert_chain,
     batch_writers,
     poll_event,
     read_all,
+    read_streams,
     until_ended,
     user_event,
     user_events,
@@ -42,8 +47,8 @@ class TestSqliteEventStore(EventStoreContract):
     async def create_store(self, tmp_path: Path) -> EventStore:
         return await SqliteEventStore.open(ledger_file(tmp_path), create=True)
 
-    async def open_again(self, tmp_path: Path) -> EventStore:
-        return await SqliteEventStore.open(ledger_file(tmp_path))
+    async def open_again(self, tmp_path: Path, readonly: bool = False) -> EventStore:
+        return await SqliteEventStore.open(ledger_file(tmp_path), readonly=readonly)
 
 
 async def make_ledger(tmp_path: Path, events: int = 3) -> Path:
@@ -229,13 +234,22 @@ async def test_a_read_only_store_reads_and_never_modifies_the_file(tmp_path: Pat
     store = await SqliteEventStore.open(path, readonly=True)
     try:
         events = await read_all(store)
+        assert await read_streams(store, "user:") == events
         assert (await store.head()).seq == 5
+        assert await store.rows(SEEN) == []
         await store.changed()
+        async with store.snapshot():
+            assert [r[0] async for rows in fold_reads(store).read_shard(0, 2, "poll:") for r in rows]
+        head = await store.head()
         with pytest.raises(StoreUnavailableError):
-            async with store.write():
+            await store.append(head, chain(head, user_events(1)))
+        with pytest.raises(StoreUnavailableError):
+            await store.create_tables([SEEN])
+        with pytest.raises(StoreUnavailableError):
+            async with store.rewrite_tables():
                 pass
         with pytest.raises(StoreUnavailableError):
-            await store.execute_script("CREATE TABLE IF NOT EXISTS t (x);")
+            await store.probe()
     finally:
         await store.close()
 
@@ -252,19 +266,24 @@ async def test_the_store_uses_wal_and_full_synchronous(tmp_path: Path) -> None:
     try:
         with closing(sqlite3.connect(path)) as fresh:
             assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert await store.fetch_all("PRAGMA synchronous") == [(2,)]  # the reader
-        async with store.write() as tx:
-            assert await tx.fetch_all("PRAGMA synchronous") == [(2,)]  # the writer
+        writer = store._writer  # the connection that rewrites tables, in a thread of this process
+        assert writer is not None
+        assert await writer.run(lambda: writer.conn.execute("PRAGMA synchronous").fetchone()) == (2,)
     finally:
         await store.close()
+    # the batch writer process makes its connection the same way
+    with closing(writer_connection(f"file:{path}", 5000, BATCH_CACHE_KIB)) as batches:
+        assert batches.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        assert batches.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+        assert batches.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
 
 
-async def test_a_write_transaction_holds_the_write_lock_from_its_start(tmp_path: Path) -> None:
+async def test_a_rewrite_holds_the_write_lock_from_its_start(tmp_path: Path) -> None:
     path = await make_ledger(tmp_path, events=0)
     store = await SqliteEventStore.open(path)
     try:
         with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as rival:
-            async with store.write():
+            async with store.rewrite_tables():
                 # BEGIN IMMEDIATE: the lock is taken before the block writes anything
                 with pytest.raises(sqlite3.OperationalError, match="locked"):
                     rival.execute("BEGIN IMMEDIATE")
@@ -281,8 +300,10 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path
         with closing(sqlite3.connect(path, isolation_level=None)) as rival:
             rival.execute("BEGIN IMMEDIATE")
             with pytest.raises(StoreUnavailableError, match="locked"):
-                async with store.write() as tx:
-                    await tx.append(user_events(1))
+                await append(store, user_events(1))
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                async with store.rewrite_tables():
+                    pass
             rival.execute("ROLLBACK")
         assert (await append(store, user_events(1)))[0].seq == 2
     finally:
@@ -292,17 +313,17 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path
 # --- reading in chunks ----------------------------------------------------------------------
 
 
-async def test_an_inline_read_lets_the_event_loop_run_between_chunks(
+async def test_a_read_in_the_callers_thread_lets_the_event_loop_run_between_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a server replaying a long log at start-up must still hear SIGTERM (a loop callback)
-    monkeypatch.setattr(ledger.sqlite, "READ_CHUNK", 3)
+    monkeypatch.setattr(ledger.sqlite.store, "READ_CHUNK", 3)
     store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
     try:
         await append(store, user_events(10))
         read, seen_by_callback = 0, []
         asyncio.get_running_loop().call_soon(lambda: seen_by_callback.append(read))
-        async for chunk in store.read_bodies(inline=True):
+        async for chunk in store.read_bodies():
             read += len(chunk)
         assert read == 10
         assert seen_by_callback == [3]  # the loop ran after the first chunk, not after the last
@@ -314,22 +335,30 @@ async def test_an_inline_read_lets_the_event_loop_run_between_chunks(
 async def test_reads_come_in_chunks_and_miss_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, total: int
 ) -> None:
-    monkeypatch.setattr(ledger.sqlite, "READ_CHUNK", 3)
+    module = ledger.sqlite.store
+    monkeypatch.setattr(module, "READ_CHUNK", 3)
+    monkeypatch.setattr(module, "_SELECT_STREAMS", _SELECT_STREAMS.replace(" LIMIT 4096", " LIMIT 3"))
     store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
     try:
-        events = [user_event() if i % 2 else poll_event("p", i) for i in range(1, total + 1)]
+        # a poll stream of several versions between users: pages of a stream read end within it
+        events = [user_event() if i % 3 else poll_event("p", i // 3) for i in range(1, total + 1)]
         await append(store, events)
         everything = await read_all(store)
         assert_chain(everything)
 
-        for after, upto, prefix in [(0, None, None), (2, None, None), (1, 8, None), (0, None, "user:"),
-                                    (3, 9, "poll:p"), (0, None, "ballot:")]:
-            chunks = [chunk async for chunk in store.read(after=after, upto=upto, stream_prefix=prefix)]
+        for after, upto in [(0, None), (2, None), (1, 8), (0, 0), (total, None)]:
+            for chunks in (
+                [chunk async for chunk in store.read(after=after, upto=upto)],
+                [chunk async for chunk in store.read_all(after=after, upto=upto)],
+            ):
+                assert all(1 <= len(chunk) <= 3 for chunk in chunks)
+                expected = [e for e in everything if e.seq > after and (upto is None or e.seq <= upto)]
+                assert [e for chunk in chunks for e in chunk] == expected
+        for prefix, upto in [("", None), ("user:", None), ("poll:p", None), ("poll:p", 7), ("ballot:", None)]:
+            chunks = [chunk async for chunk in store.read_streams(prefix, upto=upto)]
             assert all(1 <= len(chunk) <= 3 for chunk in chunks)
             expected = [
-                e for e in everything
-                if e.seq > after and (upto is None or e.seq <= upto)
-                and (prefix is None or e.stream.startswith(prefix))
+                e for e in everything if e.stream.startswith(prefix) and (upto is None or e.seq <= upto)
             ]
             assert [e for chunk in chunks for e in chunk] == expected
     finally:
@@ -355,24 +384,25 @@ async def test_a_read_cancelled_in_the_readers_thread_leaves_no_old_snapshot_beh
     """The reader's thread finishes a step its caller gave up on: nothing of it may hold the
     next read to the snapshot it began in."""
     path = tmp_path / "ledger.db"
+    counter = TableSpec("counter", (Column("n", int), Column("seq", int)))
     store = await SqliteEventStore.open(path, create=True)
     try:
-        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-            conn.executescript("CREATE TABLE counter (n INTEGER); INSERT INTO counter VALUES (1);")
-        reading = asyncio.ensure_future(store.fetch_all("SELECT n FROM counter"))
+        await store.create_tables([counter])
+        await append(store, [], {counter: [(1, 0)]})
+        reading = asyncio.ensure_future(store.rows(counter))
         await asyncio.sleep(0)  # its SELECT is handed to the reader's thread
         reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)
         await asyncio.sleep(0.2)  # and done there
         with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-            conn.execute("UPDATE counter SET n = 2")
+            conn.execute("UPDATE counter SET seq = 2")
 
-        assert await store.fetch_all("SELECT n FROM counter") == [(2,)]
+        assert await store.rows(counter) == [(1, 2)]
     finally:
         await store.close()
 
 
-async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
+async def test_a_rewrite_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
     tmp_path: Path,
 ) -> None:
     path = await make_ledger(tmp_path, events=1)
@@ -381,11 +411,11 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transactio
     try:
         rival.execute("BEGIN IMMEDIATE")  # another process is writing
 
-        async def write_one() -> None:
-            async with store.write() as tx:
-                await tx.append(user_events(1))
+        async def rewrite() -> None:
+            async with store.rewrite_tables() as rewrite:
+                await rewrite.replace(SEEN, [("users", 1)])
 
-        waiting = asyncio.create_task(write_one())
+        waiting = asyncio.create_task(rewrite())
         await asyncio.sleep(0.1)  # blocked on the rival's lock, within the busy timeout
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -393,6 +423,7 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transactio
         rival.execute("ROLLBACK")
 
         assert (await append(store, user_events(1)))[0].seq == 2
+        assert await store.rows(SEEN) == []
         rival.execute("BEGIN IMMEDIATE")  # and the lock is free for others again
         rival.execute("ROLLBACK")
     finally:
@@ -411,10 +442,7 @@ def only_batch_writer() -> int:
 
 async def commit(store: EventStore, count: int) -> list[StoredEvent]:
     """``count`` registrations committed as one batch at the head; the batch."""
-    head = await store.head()
-    batch = chain(head, user_events(count))
-    assert await store.commit_batch(head, batch, []) == []
-    return batch
+    return await append(store, user_events(count))
 
 
 async def stalled_batch(
@@ -424,7 +452,7 @@ async def stalled_batch(
     os.kill(writer, signal.SIGSTOP)
     head = await store.head()
     batch = chain(head, user_events(events))
-    committing = asyncio.create_task(store.commit_batch(head, batch, []))
+    committing = asyncio.create_task(store.append(head, batch))
     await asyncio.sleep(0.1)
     return batch, committing
 
@@ -495,7 +523,7 @@ async def test_the_batch_writer_ignores_a_stop_signal_meant_for_the_server(tmp_p
 def test_the_batch_writer_process_leaves_out_hashing_asyncio_and_dataclasses() -> None:
     # it lives as long as the server, so its memory counts with the server's: OpenSSL's hashing
     # alone would add 3.6 MiB to it, dataclasses (and the inspect module they import) 1.2 MiB
-    probe = ("import sys, ledger.batch_writer; "
+    probe = ("import sys, ledger.sqlite.batch_writer; "
              "print(sorted({'_hashlib', 'asyncio', 'dataclasses'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, check=True)
 
@@ -564,7 +592,7 @@ async def test_a_batch_writer_that_does_not_answer_in_time_is_killed(
     # A stopped (or hung) writer would hold every later batch back: after the busy timeout and
     # its patience it is killed, the log settles its batch, and the next batch gets a new writer.
     # A batch larger than the pipe and the transport's buffer never finishes being sent.
-    monkeypatch.setattr(ledger.sqlite, "BATCH_WRITER_PATIENCE", 0.4)
+    monkeypatch.setattr(ledger.sqlite.client, "BATCH_WRITER_PATIENCE", 0.4)
     path = ledger_file(tmp_path)
     store = await SqliteEventStore.open(path, create=True, busy_timeout_ms=100)
     try:
@@ -629,3 +657,4 @@ async def test_a_caller_cancelled_mid_batch_leaves_the_writer_in_step(tmp_path: 
         assert only_batch_writer() == writer
     finally:
         await store.close()
+
