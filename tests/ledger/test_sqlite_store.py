@@ -20,8 +20,8 @@ import ledger.sqlite.client
 import ledger.sqlite.store
 from ledger.chain import chain, link
 from ledger.errors import NotALedgerError, SchemaTooNewError, StoreUnavailableError
-from ledger.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
-from ledger.sqlite.steps import BATCH_CACHE_KIB, writer_connection
+from ledger.sqlite.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, create_table, shape_matches
+from ledger.sqlite.steps import BATCH_CACHE_KIB, statements_of, writer_connection
 from ledger.sqlite.store import _SELECT_STREAMS, SqliteEventStore
 from ledger.store import EventStore, Head, StoredEvent, fold_reads
 from ledger.tables import Column, TableSpec
@@ -658,3 +658,142 @@ async def test_a_caller_cancelled_mid_batch_leaves_the_writer_in_step(tmp_path: 
     finally:
         await store.close()
 
+
+# --- reads by key ---------------------------------------------------------------------------
+
+
+def stream_index(conn: sqlite3.Connection) -> str:
+    """The name of the index SQLite made for ``UNIQUE (stream, version)``."""
+    for _, name, _, _, _ in conn.execute("PRAGMA index_list(events)"):
+        if [row[2] for row in conn.execute(f"PRAGMA index_info({name})")] == ["stream", "version"]:
+            return str(name)
+    raise AssertionError("events has no (stream, version) index")
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_a_stream_read_is_a_range_of_the_stream_index_not_a_walk_of_the_log(
+    tmp_path: Path, analyzed: bool
+) -> None:
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        await append(store, [*user_events(3000), *(poll_event("p", v) for v in range(1, 200))])
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        if analyzed:  # the planner's statistics of a real log: no rescue from a missing ANALYZE
+            conn.execute("ANALYZE")
+        index = stream_index(conn)
+        reads = [("user:abc", -1, "user:abd", 2**63 - 1), ("poll:p", 40, "poll:q", 1500), ("", -1, b"", 10)]
+        for params in reads:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {_SELECT_STREAMS}", params)]
+
+            search = f"SEARCH e USING INDEX {index} ((stream,version)>(?,?)"
+            assert any(step.startswith(search) for step in plan), plan
+            assert not any(step.startswith("SCAN e") or "INTEGER PRIMARY KEY" in step for step in plan), plan
+            assert not any("TEMP B-TREE" in step for step in plan), plan  # in the index's order as it is
+
+
+async def test_a_snapshot_does_not_hold_other_writers_back(tmp_path: Path) -> None:
+    store = await SqliteEventStore.open(ledger_file(tmp_path), create=True)
+    other = await SqliteEventStore.open(ledger_file(tmp_path))
+    try:
+        await store.create_tables([SEEN])
+        first = await append(store, user_events(2), {SEEN: [("users", 2)]})
+        async with store.snapshot() as head:
+            theirs = await asyncio.wait_for(append(other, user_events(1), {SEEN: [("users", 3)]}), 20)
+
+            assert await other.head() == Head(3, theirs[0].hash)
+            assert head == await store.head() == Head(2, first[-1].hash)
+            assert await read_all(store) == first
+            assert await store.rows(SEEN) == [("users", 2)]
+        assert await read_all(store) == first + theirs
+        assert await store.rows(SEEN) == [("users", 3)]
+    finally:
+        await other.close()
+        await store.close()
+
+
+# --- the layout of projection tables --------------------------------------------------------
+
+LAYOUT = TableSpec(
+    "layout",
+    (Column("user_id", str), Column("email", str, nullable=True, unique=True),
+     Column("team", str, nullable=True), Column("number", int), Column("hash", bytes)),
+    unique=(("team", "number"),),
+    seq_column="number",
+)
+PAIRS = TableSpec("pairs", (Column("poll", str), Column("user", str), Column("seq", int)), key=2)
+
+
+def fresh_ledger_schema() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in statements_of(SCHEMA):
+        conn.execute(statement)
+    return conn
+
+
+@pytest.mark.parametrize("spec", [LAYOUT, PAIRS, SEEN], ids=lambda spec: spec.name)
+def test_shape_matches_a_table_made_by_create_table(spec: TableSpec) -> None:
+    with closing(fresh_ledger_schema()) as conn:
+        assert not shape_matches(conn, spec)  # not there yet
+        conn.execute(create_table(spec))
+        assert shape_matches(conn, spec)
+        conn.execute(create_table(spec))  # IF NOT EXISTS: a no-op
+        assert shape_matches(conn, spec)
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE INDEX layout_by_team ON layout (team)",
+        "CREATE UNIQUE INDEX layout_by_hash ON layout (hash)",
+        "CREATE UNIQUE INDEX layout_by_user ON layout (user_id) WHERE email IS NOT NULL",
+        "CREATE TRIGGER layout_audit AFTER INSERT ON layout BEGIN SELECT 1; END",
+        "CREATE TRIGGER layout_shout BEFORE DELETE ON LAYOUT BEGIN SELECT RAISE(ABORT, 'no'); END",
+    ],
+    ids=["an-index", "a-unique-index", "a-partial-index", "a-trigger", "a-trigger-on-the-name-in-capitals"],
+)
+def test_shape_matches_refuses_a_table_with_an_index_or_trigger_of_its_own(ddl: str) -> None:
+    with closing(fresh_ledger_schema()) as conn:
+        conn.execute(create_table(LAYOUT))
+        conn.execute(ddl)
+
+        assert not shape_matches(conn, LAYOUT)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (" UNIQUE, team", ", team"),  # the email's UNIQUE
+        (", UNIQUE (team, number)", ""),
+        (", UNIQUE (team, number)", ", UNIQUE (team)"),
+        ("PRIMARY KEY (user_id)", "UNIQUE (user_id)"),
+        ("number INTEGER NOT NULL", "number INTEGER"),
+        ("number INTEGER NOT NULL", "number TEXT NOT NULL"),
+        ("hash BLOB NOT NULL", "hash TEXT NOT NULL"),
+        ("hash BLOB NOT NULL", "hash NOT NULL"),
+        ("email TEXT", "email BLOB"),
+        ("team TEXT", "team TEXT NOT NULL"),
+        ("hash BLOB NOT NULL, ", "hash BLOB NOT NULL, extra INTEGER, "),
+        ("hash BLOB NOT NULL, ", ""),
+        ("hash BLOB", "digest BLOB"),
+    ],
+    ids=["no-unique-column", "no-unique-group", "another-unique-group", "no-primary-key", "nullable",
+         "another-integer-type", "another-blob-type", "no-type", "another-text-type", "not-nullable",
+         "an-extra-column", "a-missing-column", "a-renamed-column"],
+)
+def test_shape_matches_refuses_a_table_with_another_column_or_constraint(old: str, new: str) -> None:
+    ddl = create_table(LAYOUT)
+    assert old in ddl, ddl
+    with closing(fresh_ledger_schema()) as conn:
+        conn.execute(ddl.replace(old, new))
+
+        assert not shape_matches(conn, LAYOUT)
+
+
+def test_shape_matches_refuses_a_composite_key_in_another_order() -> None:
+    with closing(fresh_ledger_schema()) as conn:
+        conn.execute(create_table(PAIRS).replace("PRIMARY KEY (poll, user)", "PRIMARY KEY (user, poll)"))
+
+        assert not shape_matches(conn, PAIRS)
