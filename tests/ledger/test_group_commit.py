@@ -1,21 +1,28 @@
 """Group commit through the vote ledger: batches land whole, gapless and chained, and every rule is
-decided on the log as it stands when the batch commits, also against a second writer on the same file.
+decided on the log as it stands when the batch commits, also against a second writer on the same ledger.
 
-Every command runs under a deadline, so a wedged writer fails its test instead of hanging the suite.
+The writer's logic runs on both backends: two stores on one in-memory ledger are two writers as
+two processes on one file are. Where a test injects a fault into the store, or counts its
+transactions, it runs on a real SQLite file. Every command runs under a deadline, so a wedged
+writer fails its test instead of hanging the suite.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ledger.sqlite import SqliteEventStore
-from ledger.store import Head, Statement, StoredEvent
+from ledger.memory import MemoryEventStore
+from ledger.open import open_store
+from ledger.sqlite.store import SqliteEventStore
+from ledger.store import EMPTY_WRITES, Head, StoredEvent
+from ledger.tables import TableWrites
 from projections.commands import (
     Appended,
     CandidateSpec,
@@ -36,6 +43,7 @@ from projections.errors import (
 )
 from projections.service import VoteLedger
 from projections.state import VoteRecord
+from projections.tables import POSITION
 from tests.ledger.helpers import assert_chain, read_all
 
 DEADLINE = 20.0  # seconds
@@ -47,10 +55,10 @@ class CountingStore(SqliteEventStore):
 
     commits = 0
 
-    async def commit_batch(
-        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    async def append(
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
     ) -> list[StoredEvent]:
-        foreign = await super().commit_batch(head, events, statements)
+        foreign = await super().append(head, events, writes)
         if not foreign:
             self.commits += 1
         return foreign
@@ -64,10 +72,10 @@ class HeldAnswerStore(SqliteEventStore):
         self.committed = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def commit_batch(
-        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    async def append(
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
     ) -> list[StoredEvent]:
-        foreign = await super().commit_batch(head, events, statements)
+        foreign = await super().append(head, events, writes)
         self.committed.set()
         await self.release.wait()
         return foreign
@@ -81,19 +89,34 @@ class GatedStore(SqliteEventStore):
         self.waiting = asyncio.Event()
         self.gate = asyncio.Event()
 
-    async def commit_batch(
-        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+    async def append(
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
     ) -> list[StoredEvent]:
         self.waiting.set()
         await self.gate.wait()
-        return await super().commit_batch(head, events, statements)
+        return await super().append(head, events, writes)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's ledger is: a SQLite file, or an in-memory ledger named for the test."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+        return
+    name = f"group-commit-{uuid.uuid4().hex}"
+    yield f"memory:{name}"
+    MemoryEventStore.forget(name)
 
 
 @asynccontextmanager
 async def open_ledger(
-    path: Path, store_type: type[SqliteEventStore] = SqliteEventStore, max_batch: int = 512
+    location: str | Path, store_type: type[SqliteEventStore] | None = None, max_batch: int = 512
 ) -> AsyncIterator[VoteLedger]:
-    store = await store_type.open(path, create=True)
+    """A ledger on ``location`` (created if missing), through ``store_type`` if given."""
+    if store_type is None:
+        store = await open_store(location, create=True)
+    else:
+        store = await store_type.open(location, create=True)
     try:
         ledger = await VoteLedger.open(store, max_batch=max_batch)
         yield ledger
@@ -103,15 +126,15 @@ async def open_ledger(
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[VoteLedger]:
-    async with open_ledger(tmp_path / "ledger.db") as ledger:
+async def ledger(location: str) -> AsyncIterator[VoteLedger]:
+    async with open_ledger(location) as ledger:
         yield ledger
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[VoteLedger, VoteLedger]]:
-    """Two ledgers on one file, each with its own store: two processes, as far as SQLite can tell."""
-    async with open_ledger(tmp_path / "ledger.db") as one, open_ledger(tmp_path / "ledger.db") as two:
+async def pair(location: str) -> AsyncIterator[tuple[VoteLedger, VoteLedger]]:
+    """Two ledgers on one log, each with its own store: two processes, as far as the log can tell."""
+    async with open_ledger(location) as one, open_ledger(location) as two:
         yield one, two
 
 
@@ -142,8 +165,8 @@ async def assert_log_is_whole(ledger: VoteLedger) -> None:
     """The log is gapless and chained, and the inline projections stand at its head."""
     events = await read_all(ledger.store)
     assert_chain(events)
-    positions = await ledger.store.fetch_all("SELECT seq, hash FROM projection_position")
-    assert set(positions) == {(events[-1].seq, events[-1].hash)}
+    positions = {(seq, digest) for _, seq, digest in await ledger.store.rows(POSITION)}
+    assert positions == {(events[-1].seq, events[-1].hash)}
 
 
 # --- one writer -----------------------------------------------------------------------------
@@ -172,8 +195,8 @@ async def test_a_thousand_concurrent_registrations_land_gapless_in_few_transacti
 
 
 @pytest.mark.parametrize("max_batch", [1, 512], ids=["one-per-batch", "one-batch"])
-async def test_a_concurrent_double_vote_is_accepted_once(tmp_path: Path, max_batch: int) -> None:
-    async with open_ledger(tmp_path / "ledger.db", max_batch=max_batch) as ledger:
+async def test_a_concurrent_double_vote_is_accepted_once(location: str, max_batch: int) -> None:
+    async with open_ledger(location, max_batch=max_batch) as ledger:
         await execute(ledger, SyncPolls((POLL,)))
         user = await register(ledger, "ada@example.org")
         ada, bob = candidate_ids(ledger)

@@ -6,9 +6,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ledger.sqlite import SqliteEventStore
+from ledger.sqlite.store import SqliteEventStore
 from projections.service import VoteLedger
 from projections.state import PrivateFields
+from projections.tables import POSITION
 from tests.ledger.helpers import assert_chain, read_all
 
 PROCESSES = 3
@@ -16,7 +17,7 @@ REGISTRATIONS = 150  # per process
 
 CHILD = """
 import asyncio, sys
-from ledger.sqlite import SqliteEventStore
+from ledger.sqlite.store import SqliteEventStore
 from projections.commands import RegisterUser
 from projections.service import VoteLedger
 
@@ -79,15 +80,15 @@ async def test_processes_appending_at_once_leave_one_gapless_chain_holding_every
         emails = {PrivateFields.from_body(e.private_body).email for e in events if e.private_body}
         assert emails == {f"{name}-{i}@example.org" for name in names for i in range(REGISTRATIONS)}
         assert len(ledger.state.users) == total
-        positions = await ledger.store.fetch_all("SELECT DISTINCT seq FROM projection_position")
-        assert positions == [(total,)]
+        positions = {(seq, digest) for _, seq, digest in await ledger.store.rows(POSITION)}
+        assert positions == {(total, events[-1].hash)}
     finally:
         await ledger.close()
 
 
 CREATOR = """
 import asyncio, sys
-from ledger.sqlite import SqliteEventStore
+from ledger.sqlite.store import SqliteEventStore
 
 async def main(path: str) -> None:
     print("ready", flush=True)
