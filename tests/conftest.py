@@ -1,8 +1,13 @@
-"""Shared fixtures: settings for a fresh ledger file, and a client over real HTTP to the real app."""
+"""Shared fixtures: settings for a test ledger, and a client over real HTTP to the real app.
+
+The app's ledger is in memory unless the test is marked ``ledger_file``: rules and HTTP shapes need
+no disk, while restarts, the file itself and other processes on it need a real SQLite file.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +16,23 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from ledger.memory import MemoryEventStore
 
 TEST_SECRET = "test-secret-" + "x" * 32  # the JWT secret every test app signs with
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 64, "argon2_parallelism": 1}
+LEDGER_FILE = "ledger_file"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{LEDGER_FILE}: the app's ledger is a SQLite file in tmp_path (restarts, the file itself, "
+        "other processes on it), not the in-memory ledger",
+    )
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for a test: a ledger in ``tmp_path``, cheap password hashing, a fixed secret."""
+    """Settings for a test: a ledger file in ``tmp_path``, cheap password hashing, a fixed secret."""
     values: dict[str, Any] = {
         "db": tmp_path / "ledger.db",
         "jwt_secret": TEST_SECRET,
@@ -28,19 +43,40 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def memory_db() -> Iterator[str]:
+    """The URL of an in-memory ledger of this test's own, forgotten after it."""
+    name = uuid.uuid4().hex
+    yield f"memory:{name}"
+    MemoryEventStore.forget(name)
+
+
+@pytest.fixture
+def app_db(request: pytest.FixtureRequest, tmp_path: Path, memory_db: str) -> str:
+    """The ledger a test's app opens: ``tmp_path/ledger.db`` if marked ``ledger_file``, else in memory.
+
+    Named, so that the test reads the same ledger the app wrote, and a second app in the same test
+    opens it again.
+    """
+    if request.node.get_closest_marker(LEDGER_FILE) is not None:
+        return str(tmp_path / "ledger.db")
+    return memory_db
+
+
+@pytest.fixture
+def settings(tmp_path: Path, app_db: str) -> Settings:
+    return make_settings(tmp_path, db=app_db)
 
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Any, tmp_path: Path) -> MakeClient:
+def make_client(aiohttp_client: Any, tmp_path: Path, app_db: str) -> MakeClient:
     """Start the real app (``create_app``) on a real socket with the given setting overrides."""
 
     async def start(**overrides: Any) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(make_settings(tmp_path, **overrides)))
+        settings = make_settings(tmp_path, **{"db": app_db, **overrides})
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
         return client
 
     return start

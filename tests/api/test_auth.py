@@ -145,6 +145,7 @@ def test_verified_tokens_keep_at_most_their_size_and_drop_the_oldest_first() -> 
 # --- the generated secret ---------------------------------------------------------------------------
 
 
+@pytest.mark.ledger_file
 async def test_without_a_configured_secret_a_0600_key_file_is_made_and_kept(make_client: MakeClient) -> None:
     first = await make_client(jwt_secret=None)
     settings = first.app[SETTINGS]

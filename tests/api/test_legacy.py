@@ -371,6 +371,7 @@ async def test_a_legacy_body_over_the_limit_is_a_413_in_the_error_shape(client: 
     await error_of(response, 413)
 
 
+@pytest.mark.ledger_file
 async def test_restarting_keeps_the_candidates_and_the_votes(make_client: MakeClient) -> None:
     first = await make_client()
     token = await legacy_user(first, "alice@example.com")

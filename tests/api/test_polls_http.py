@@ -236,6 +236,7 @@ async def run_cli(*args: str) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
+@pytest.mark.ledger_file
 async def test_results_after_close_open_when_the_cli_closes_the_running_poll(polls: Client) -> None:
     db = polls.app[SETTINGS].db
     voter = await user(polls, "voter@example.com")
@@ -274,6 +275,7 @@ async def test_a_poll_before_its_opening_time_refuses_votes(polls: Client) -> No
     await error_of(await cast(polls, token, "not-yet", "N1"), 409, "poll_not_open")
 
 
+@pytest.mark.ledger_file
 async def test_users_imported_by_the_cli_can_log_in_to_the_running_service(
     polls: Client, tmp_path: Path
 ) -> None:
@@ -401,6 +403,7 @@ async def test_a_broken_polls_file_is_refused_at_start_up_naming_the_line(tmp_pa
     assert not (tmp_path / "ledger.db").exists()
 
 
+@pytest.mark.ledger_file
 async def test_a_polls_file_moving_the_legacy_poll_is_refused_and_appends_nothing(
     make_client: MakeClient, tmp_path: Path
 ) -> None:
@@ -416,6 +419,7 @@ async def test_a_polls_file_moving_the_legacy_poll_is_refused_and_appends_nothin
     assert await head_seq(again) == before
 
 
+@pytest.mark.ledger_file
 @pytest.mark.parametrize("case", list(BROKEN))
 async def test_a_broken_polls_file_appends_nothing_to_an_existing_ledger(
     make_client: MakeClient, tmp_path: Path, case: str

@@ -253,8 +253,8 @@ def login(url: str, email: str, password: str) -> str:
     return token
 
 
-async def read_log(db: Path) -> list[tuple[int, Envelope]]:
-    """Every event of the ledger file, decoded, with its seq (opened read-only)."""
+async def read_log(db: str | Path) -> list[tuple[int, Envelope]]:
+    """Every event of the ledger (a file or a URL), decoded, with its seq (opened read-only)."""
     store = await open_store(db, readonly=True)
     try:
         events: list[tuple[int, Envelope]] = []

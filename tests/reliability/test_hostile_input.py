@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from api.keys import SETTINGS
 from ledger.open import open_store
 from projections.audit import audit
 from tests.conftest import TEST_SECRET, MakeClient, make_settings, signup_and_login
@@ -71,15 +72,15 @@ async def hostile(make_client: MakeClient, tmp_path: Path) -> TestClient[Any, An
     return client
 
 
-async def _still_healthy(client: TestClient[Any, Any], db: Path) -> None:
-    """The service answers, takes a vote, and the ledger audits clean (opened read-only beside it)."""
+async def _still_healthy(client: TestClient[Any, Any]) -> None:
+    """The service answers, takes a vote, and its ledger audits clean (opened read-only beside it)."""
     assert (await client.get("/healthz")).status == 200
     token = await signup_and_login(client, "after@example.org")
     vote = await client.post(
         "/api/v1/polls/marathon/votes", json={"candidateId": 5}, headers={"Authorization": f"Bearer {token}"}
     )
     assert vote.status == 201
-    store = await open_store(db, readonly=True)
+    store = await open_store(client.app[SETTINGS].db, readonly=True)
     try:
         report = await audit(store)
     finally:
@@ -97,7 +98,7 @@ async def _bearer(client: TestClient[Any, Any], email: str) -> dict[str, str]:
 
 
 async def test_malformed_and_truncated_json_is_a_400_everywhere(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     probe = Probe(hostile)
     auth = await _bearer(hostile, "json@example.org")
@@ -130,11 +131,11 @@ async def test_malformed_and_truncated_json_is_a_400_everywhere(
                 headers={**auth, "Content-Type": "application/json"},
             )
     probe.check()
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_wrong_types_and_objects_where_strings_belong_are_a_400(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     probe = Probe(hostile)
     auth = await _bearer(hostile, "voter-of-types@example.org")
@@ -222,11 +223,11 @@ async def test_wrong_types_and_objects_where_strings_belong_are_a_400(
             headers={"Content-Type": "multipart/form-data; boundary=x"},
         )
     probe.check()
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_megabyte_strings_are_a_400_and_bodies_over_the_limit_a_413(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     probe = Probe(hostile)
     auth = await _bearer(hostile, "big@example.org")
@@ -284,11 +285,11 @@ async def test_megabyte_strings_are_a_400_and_bodies_over_the_limit_a_413(
     probe.check()
     users = await (await hostile.get("/api/v1/polls")).json()
     assert users["polls"]  # still answering
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_nul_bytes_control_characters_and_invalid_utf8_are_a_4xx(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     probe = Probe(hostile)
     auth = await _bearer(hostile, "nul@example.org")
@@ -361,7 +362,7 @@ async def test_nul_bytes_control_characters_and_invalid_utf8_are_a_4xx(
         "raw header too long", raw_get("/api/v1/me", {"Authorization": b"Bearer " + b"a" * 20_000})
     )
     probe.check()
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_full_width_and_case_variants_of_an_email_are_one_account(
@@ -394,7 +395,7 @@ async def test_full_width_and_case_variants_of_an_email_are_one_account(
 
 
 async def test_sql_looking_strings_are_stored_and_returned_verbatim(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     probe = Probe(hostile)
     created = await hostile.post(
@@ -437,11 +438,11 @@ async def test_sql_looking_strings_are_stored_and_returned_verbatim(
     probe.check()
     events = await (await hostile.get("/healthz")).json()
     assert events["seq"] > 0
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_ids_beyond_64_bits_negative_zero_and_odd_spellings_are_a_4xx(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     probe = Probe(hostile)
     token = await signup_and_login(hostile, "ids@example.org")
@@ -526,10 +527,10 @@ async def test_ids_beyond_64_bits_negative_zero_and_odd_spellings_are_a_4xx(
             expect="4xx",
         )
     probe.check()
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
-async def test_repeated_query_parameters_are_refused(hostile: TestClient[Any, Any], tmp_path: Path) -> None:
+async def test_repeated_query_parameters_are_refused(hostile: TestClient[Any, Any]) -> None:
     probe = Probe(hostile)
     token = await signup_and_login(hostile, "dup@example.org")
     await probe.send("two ids", "GET", "/vote?id=1&id=2", headers={"Authorization": token}, expect="400")
@@ -549,11 +550,11 @@ async def test_repeated_query_parameters_are_refused(hostile: TestClient[Any, An
     probe.check()
     me = await (await hostile.get("/api/v1/me", headers={"Authorization": token})).json()
     assert all(not ballot["voted"] for ballot in me["polls"])  # none of those counted
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_a_hundred_authorization_shapes_are_all_a_401(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     token = await signup_and_login(hostile, "auth@example.org")
     me = await (await hostile.get("/api/v1/me", headers={"Authorization": token})).json()
@@ -602,11 +603,11 @@ async def test_a_hundred_authorization_shapes_are_all_a_401(
         *(t for _, t in odd_but_signed(TEST_SECRET, me["user"]["id"], "a@b.org")),
     ):
         assert (await hostile.get("/api/v1/me", headers={"Authorization": value})).status == 200, value
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_methods_paths_and_headers_nobody_documented_are_a_4xx(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     probe = Probe(hostile)
     for method in ("PUT", "DELETE", "PATCH", "TRACE"):
@@ -653,11 +654,11 @@ async def test_methods_paths_and_headers_nobody_documented_are_a_4xx(
         assert preflight.status == 204, requested
     await probe.send("HEAD /api/v1/me", "HEAD", "/api/v1/me", expect="401")
     probe.check()
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 async def test_the_whole_corpus_at_once_leaves_the_service_up(
-    hostile: TestClient[Any, Any], tmp_path: Path
+    hostile: TestClient[Any, Any],
 ) -> None:
     """The bodies above, concurrently, interleaved with honest votes: every honest vote still lands."""
     probe = Probe(hostile)
@@ -683,7 +684,7 @@ async def test_the_whole_corpus_at_once_leaves_the_service_up(
     _, answers = await asyncio.gather(asyncio.gather(*hostile_sends), asyncio.gather(*honest))
     assert [a.status for a in answers] == [201] * len(tokens)
     probe.check()
-    await _still_healthy(hostile, tmp_path / "ledger.db")
+    await _still_healthy(hostile)
 
 
 # Bugs found by the corpus: each test states what must hold and fails until it does.
@@ -729,6 +730,7 @@ async def test_a_lone_surrogate_in_a_name_is_a_400(hostile: TestClient[Any, Any]
     probe.check()
 
 
+@pytest.mark.ledger_file
 async def test_a_poisoned_signup_does_not_fail_the_votes_batched_with_it(
     hostile: TestClient[Any, Any], tmp_path: Path
 ) -> None:

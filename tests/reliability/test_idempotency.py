@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from api.keys import SETTINGS
 from ledger.events import VoteCast
 from projections.commands import idempotency_digest
 from tests.conftest import MakeClient, signup_and_login
@@ -45,7 +46,7 @@ async def _head(client: TestClient[Any, Any]) -> int:
 
 
 async def test_a_retried_json_api_vote_returns_the_original_seq_and_appends_nothing(
-    client: TestClient[Any, Any], tmp_path: Path
+    client: TestClient[Any, Any],
 ) -> None:
     token = await signup_and_login(client, "ida@example.org")
     first = await client.post(VOTES, json={"candidateId": 2}, headers=_auth(token, "ballot-1"))
@@ -59,7 +60,7 @@ async def test_a_retried_json_api_vote_returns_the_original_seq_and_appends_noth
     assert await _head(client) == head
     results = await (await client.get("/api/v1/polls/frontend-leader/results")).json()
     assert results["totalVotes"] == 1
-    votes = [e.event for _, e in await read_log(tmp_path / "ledger.db") if isinstance(e.event, VoteCast)]
+    votes = [e.event for _, e in await read_log(client.app[SETTINGS].db) if isinstance(e.event, VoteCast)]
     assert len(votes) == 1 and votes[0].key == idempotency_digest("ballot-1")
 
 
@@ -114,7 +115,7 @@ async def test_concurrent_retries_under_one_key_land_once(make_client: MakeClien
     )
     assert {a.status for a in answers} == {201}
     assert len({(await a.json())["seq"] for a in answers}) == 1
-    votes = [e.event for _, e in await read_log(tmp_path / "ledger.db") if isinstance(e.event, VoteCast)]
+    votes = [e.event for _, e in await read_log(client.app[SETTINGS].db) if isinstance(e.event, VoteCast)]
     assert len(votes) == 1
 
 
