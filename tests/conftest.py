@@ -17,6 +17,9 @@ from aiohttp.test_utils import TestClient
 from api.app import create_app
 from api.settings import Settings
 from ledger.memory import MemoryEventStore
+from ledger.open import open_store
+from projections.audit import AuditReport, audit
+from projections.service import VoteLedger, wall_clock_ms
 
 TEST_SECRET = "test-secret-" + "x" * 32  # the JWT secret every test app signs with
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 64, "argon2_parallelism": 1}
@@ -86,6 +89,20 @@ def make_client(aiohttp_client: Any, tmp_path: Path, app_db: str) -> MakeClient:
 async def client(make_client: MakeClient) -> TestClient[Any, Any]:
     """The service on the bundled demo poll."""
     return await make_client()
+
+
+async def open_vote_ledger(db: str, clock: Callable[[], int] = wall_clock_ms) -> VoteLedger:
+    """A VoteLedger on the ledger at ``db`` (a path or a URL), created if missing."""
+    return await VoteLedger.open(await open_store(db, create=True), clock=clock)
+
+
+async def audit_in_process(db: str) -> AuditReport:
+    """The audit of a closed ledger in this process alone (the only one that sees a memory: ledger)."""
+    store = await open_store(db, readonly=True)
+    try:
+        return await audit(store)
+    finally:
+        await store.close()
 
 
 async def signup_and_login(

@@ -1,4 +1,8 @@
-"""Voting policies and eligibility, decided by the real Decider on a real ledger file (no HTTP)."""
+"""Voting policies and eligibility, decided by the real Decider and group-commit writer (no HTTP).
+
+The rules need no disk: their ledgers are in memory, audited after each test. A restart, and the
+forged rows only a file lets an outsider write, take a real ledger file.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ledger.open import locate
+from projections.audit import AuditReport
 from projections.commands import (
     CandidateSpec,
     CastVote,
@@ -29,6 +35,7 @@ from projections.errors import (
 )
 from projections.service import VoteLedger
 from projections.state import VoteRecord
+from tests.conftest import audit_in_process, open_vote_ledger
 from tests.projections.helpers import (
     T0,
     audit_file,
@@ -36,7 +43,6 @@ from tests.projections.helpers import (
     execute_all,
     forge,
     forged_vote,
-    open_ledger,
 )
 
 HOUR = 3_600_000
@@ -65,16 +71,23 @@ class Clock:
 
 @dataclass
 class Setup:
-    path: Path
+    db: str  # a ledger file's path, or a memory: URL
     ledger: VoteLedger
     clock: Clock
     cands: dict[str, list[int]] = field(default_factory=dict)
 
     closed: bool = False
 
+    @property
+    def file(self) -> Path:
+        """The ledger file, for a ledger that keeps one."""
+        path = locate(self.db).path
+        assert path is not None, f"{self.db} keeps no file"
+        return path
+
     async def reopen(self) -> None:
         await self.ledger.close()
-        self.ledger = await open_ledger(self.path, clock=self.clock)
+        self.ledger = await open_vote_ledger(self.db, self.clock)
 
     async def close(self) -> None:
         await self.ledger.close()
@@ -103,21 +116,28 @@ class Setup:
         return self.ledger.state.head_seq
 
 
-async def start(path: Path) -> Setup:
-    """A ledger on ``path`` with every poll of ``POLLS``, on a clock the test controls."""
+async def start(db: str) -> Setup:
+    """A ledger at ``db`` with every poll of ``POLLS``, on a clock the test controls."""
     clock = Clock()
-    ledger = await open_ledger(path, clock=clock)
+    ledger = await open_vote_ledger(db, clock)
     await ledger.execute(SyncPolls(POLLS))
     cands = {p.poll_id: sorted(ledger.state.polls[p.poll_id].candidates) for p in POLLS}
-    return Setup(path, ledger, clock, cands)
+    return Setup(db, ledger, clock, cands)
+
+
+async def audit_ledger(db: str) -> AuditReport:
+    """The audit of a closed ledger: a file as an outsider audits it (``audit_file``), one in memory
+    in this process, the only one that holds it."""
+    path = locate(db).path
+    return await (audit_in_process(db) if path is None else audit_file(path))
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
-    s = await start(tmp_path / "ledger.db")
+async def setup(app_db: str) -> AsyncIterator[Setup]:
+    s = await start(app_db)
     yield s
     await s.ledger.close()
-    report = await audit_file(s.path)  # whatever a test did through the service, the log stays sound
+    report = await audit_ledger(s.db)  # whatever a test did through the service, the log stays sound
     assert report.ok, report.failure
 
 
@@ -309,6 +329,7 @@ async def test_the_same_key_for_a_different_vote_is_a_conflict(setup: Setup) -> 
     assert setup.head == head
 
 
+@pytest.mark.ledger_file
 async def test_idempotency_keys_hold_across_a_restart(setup: Setup) -> None:
     user, other = await setup.user(), await setup.user()
     original = await setup.vote(user, "single", 2, key="k-3")
@@ -332,7 +353,7 @@ async def test_idempotency_keys_hold_across_a_restart(setup: Setup) -> None:
 @pytest.fixture
 async def forger(tmp_path: Path) -> AsyncIterator[Setup]:
     """Like ``setup``, but the test closes the ledger and forges rows; no audit at teardown."""
-    s = await start(tmp_path / "forged.db")
+    s = await start(str(tmp_path / "forged.db"))
     yield s
     if not s.closed:
         await s.ledger.close()
@@ -341,9 +362,9 @@ async def forger(tmp_path: Path) -> AsyncIterator[Setup]:
 async def test_the_audit_flags_a_forged_vote_by_an_ineligible_user(forger: Setup) -> None:
     backend = await forger.user("BE")
     await forger.close()
-    seq = forge(forger.path, forged_vote("fe-only", forger.cands["fe-only"][0], backend))
+    seq = forge(forger.file, forged_vote("fe-only", forger.cands["fe-only"][0], backend))
 
-    failure = (await audit_file(forger.path)).failure
+    failure = (await audit_file(forger.file)).failure
     assert failure is not None
     assert (failure.seq, failure.check) == (seq, "rules")
     assert "not_eligible" in failure.message
@@ -352,9 +373,9 @@ async def test_the_audit_flags_a_forged_vote_by_an_ineligible_user(forger: Setup
 async def test_the_audit_flags_a_forged_vote_for_the_voters_own_team(forger: Setup) -> None:
     member = await forger.user(team="Hooking")
     await forger.close()
-    seq = forge(forger.path, forged_vote("teams", forger.cands["teams"][1], member))
+    seq = forge(forger.file, forged_vote("teams", forger.cands["teams"][1], member))
 
-    failure = (await audit_file(forger.path)).failure
+    failure = (await audit_file(forger.file)).failure
     assert failure is not None
     assert (failure.seq, failure.check) == (seq, "rules")
 
@@ -363,9 +384,9 @@ async def test_the_audit_flags_a_forged_vote_after_the_poll_was_closed(forger: S
     user = await forger.user()
     await forger.ledger.execute(SetPollStatus("unlimited", open=False))
     await forger.close()
-    seq = forge(forger.path, forged_vote("unlimited", forger.cands["unlimited"][0], user))
+    seq = forge(forger.file, forged_vote("unlimited", forger.cands["unlimited"][0], user))
 
-    failure = (await audit_file(forger.path)).failure
+    failure = (await audit_file(forger.file)).failure
     assert failure is not None
     assert (failure.seq, failure.check) == (seq, "rules")
     assert "poll_closed" in failure.message
@@ -377,9 +398,9 @@ async def test_the_audit_flags_a_forged_vote_outside_the_polls_time_window(
 ) -> None:
     user = await forger.user()
     await forger.close()
-    seq = forge(forger.path, forged_vote("timed", forger.cands["timed"][0], user, at=at))
+    seq = forge(forger.file, forged_vote("timed", forger.cands["timed"][0], user, at=at))
 
-    failure = (await audit_file(forger.path)).failure
+    failure = (await audit_file(forger.file)).failure
     assert failure is not None
     assert (failure.seq, failure.check) == (seq, "rules")
     assert code in failure.message
@@ -388,8 +409,8 @@ async def test_the_audit_flags_a_forged_vote_outside_the_polls_time_window(
 async def test_the_same_forged_vote_inside_the_window_passes_the_rules(forger: Setup) -> None:
     user = await forger.user()
     await forger.close()
-    forge(forger.path, forged_vote("timed", forger.cands["timed"][0], user, at=T0 + HOUR))
+    forge(forger.file, forged_vote("timed", forger.cands["timed"][0], user, at=T0 + HOUR))
 
-    failure = (await audit_file(forger.path)).failure
+    failure = (await audit_file(forger.file)).failure
     assert failure is not None
     assert failure.check == "projections"  # only the projections never saw it

@@ -1,4 +1,8 @@
-"""The polls file: parsing (errors name ``source:LINE:``) and loading it into the ledger idempotently."""
+"""The polls file: parsing (errors name ``source:LINE:``) and loading it into the ledger idempotently.
+
+Loading is a rule of the ledger, tried on ledgers in memory; loading again after a restart takes a
+real ledger file.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from projections.commands import Appended, CastVote, PollSpec, SetPollStatus, Sy
 from projections.errors import PollClosedError, PollConfigError
 from projections.polls_file import bundled, load_polls_file, parse_polls
 from projections.service import VoteLedger
+from tests.conftest import audit_in_process, open_vote_ledger
 from tests.projections.helpers import audit_file, candidates, execute_all, open_ledger, register
 
 DEFAULT_NAMES = ["정시원", "고은", "유현우", "김*오", "문*빈", "문*진", "서*빈", "이*용", "장*훈", "황*나"]
@@ -201,9 +206,9 @@ async def test_loading_the_file_again_and_after_a_restart_appends_nothing_and_ke
     assert (await audit_file(path)).ok
 
 
-async def test_loading_the_same_file_concurrently_creates_each_candidate_once(tmp_path: Path) -> None:
+async def test_loading_the_same_file_concurrently_creates_each_candidate_once(memory_db: str) -> None:
     specs = load_polls_file(bundled("default"))
-    ledger = await open_ledger(tmp_path / "ledger.db")
+    ledger = await open_vote_ledger(memory_db)
     try:
         results = await execute_all(ledger, [SyncPolls(specs)] * 5)
         assert [len(r.seqs) for r in results if isinstance(r, Appended)] == [12, 0, 0, 0, 0]
@@ -213,9 +218,9 @@ async def test_loading_the_same_file_concurrently_creates_each_candidate_once(tm
         await ledger.close()
 
 
-async def test_a_file_without_a_candidate_keeps_that_candidates_votes(tmp_path: Path) -> None:
+async def test_a_file_without_a_candidate_keeps_that_candidates_votes(memory_db: str) -> None:
     (spec,) = load_polls_file(bundled("default"))
-    ledger = await open_ledger(tmp_path / "ledger.db")
+    ledger = await open_vote_ledger(memory_db)
     try:
         await ledger.execute(SyncPolls((spec,)))
         users = await register(ledger, 3)
@@ -233,9 +238,9 @@ async def test_a_file_without_a_candidate_keeps_that_candidates_votes(tmp_path: 
         await ledger.close()
 
 
-async def test_a_file_adding_a_candidate_appends_only_that_candidate(tmp_path: Path) -> None:
+async def test_a_file_adding_a_candidate_appends_only_that_candidate(memory_db: str) -> None:
     (spec,) = load_polls_file(bundled("default"))
-    ledger = await open_ledger(tmp_path / "ledger.db")
+    ledger = await open_vote_ledger(memory_db)
     try:
         await ledger.execute(SyncPolls((spec,)))
         users = await register(ledger, 2)
@@ -255,10 +260,10 @@ async def test_a_file_adding_a_candidate_appends_only_that_candidate(tmp_path: P
 
 
 async def test_reloading_the_file_never_reopens_a_closed_poll_nor_changes_its_settings(
-    tmp_path: Path,
+    memory_db: str,
 ) -> None:
     (spec,) = load_polls_file(bundled("default"))
-    ledger = await open_ledger(tmp_path / "ledger.db")
+    ledger = await open_vote_ledger(memory_db)
     try:
         await ledger.execute(SyncPolls((spec,)))
         await ledger.execute(SetPollStatus("frontend-leader", open=False))
@@ -279,9 +284,9 @@ async def test_reloading_the_file_never_reopens_a_closed_poll_nor_changes_its_se
         await ledger.close()
 
 
-async def test_a_file_naming_another_legacy_poll_is_refused_and_appends_nothing(tmp_path: Path) -> None:
+async def test_a_file_naming_another_legacy_poll_is_refused_and_appends_nothing(memory_db: str) -> None:
     (spec,) = load_polls_file(bundled("default"))
-    ledger = await open_ledger(tmp_path / "ledger.db")
+    ledger = await open_vote_ledger(memory_db)
     try:
         await ledger.execute(SyncPolls((spec,)))
         head = ledger.state.head_seq
@@ -293,9 +298,8 @@ async def test_a_file_naming_another_legacy_poll_is_refused_and_appends_nothing(
         await ledger.close()
 
 
-async def test_syncing_a_poll_that_names_a_candidate_twice_adds_it_once(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
-    ledger = await open_ledger(path)
+async def test_syncing_a_poll_that_names_a_candidate_twice_adds_it_once(memory_db: str) -> None:
+    ledger = await open_vote_ledger(memory_db)
     try:
         spec = PollSpec("p", "P", candidates=candidates("Twin", "Twin", "Other"))
         with contextlib.suppress(PollConfigError):  # refusing the spec outright would be fine too
@@ -303,5 +307,5 @@ async def test_syncing_a_poll_that_names_a_candidate_twice_adds_it_once(tmp_path
         assert all(len(names) == len(set(names)) for names in names_by_poll(ledger).values())
     finally:
         await ledger.close()
-    report = await audit_file(path)
+    report = await audit_in_process(memory_db)
     assert report.ok, report.failure
