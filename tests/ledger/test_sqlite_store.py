@@ -238,9 +238,10 @@ async def test_a_read_only_store_reads_and_never_modifies_the_file(tmp_path: Pat
         assert (await store.head()).seq == 5
         assert await store.rows(SEEN) == []
         await store.changed()
-        async with store.snapshot():
-            assert [r[0] async for rows in fold_reads(store).read_shard(0, 2, "poll:") for r in rows]
-        head = await store.head()
+        async with store.snapshot() as head:  # a read transaction, which writes nothing either
+            assert [r[0] async for rows in fold_reads(store).read_shard(0, 1, "poll:") for r in rows] == [
+                1, 2, 3, 4, 5,
+            ]
         with pytest.raises(StoreUnavailableError):
             await store.append(head, chain(head, user_events(1)))
         with pytest.raises(StoreUnavailableError):
@@ -411,11 +412,11 @@ async def test_a_rewrite_cancelled_while_waiting_for_the_lock_leaves_no_transact
     try:
         rival.execute("BEGIN IMMEDIATE")  # another process is writing
 
-        async def rewrite() -> None:
+        async def replace_seen() -> None:
             async with store.rewrite_tables() as rewrite:
                 await rewrite.replace(SEEN, [("users", 1)])
 
-        waiting = asyncio.create_task(rewrite())
+        waiting = asyncio.create_task(replace_seen())
         await asyncio.sleep(0.1)  # blocked on the rival's lock, within the busy timeout
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
