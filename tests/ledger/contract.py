@@ -472,6 +472,28 @@ class EventStoreContract(abc.ABC):
         assert_chain(events)
         assert await read_all(other) == events
 
+    async def test_appends_and_rewrites_through_one_store_take_turns(self, store: EventStore) -> None:
+        await store.create_tables([SEEN])
+
+        async def writer(name: str) -> None:
+            for count in range(1, 11):
+                await append_retrying(store, user_events(1), {SEEN: [(name, count)]})
+
+        async def rewriter() -> None:
+            for _ in range(5):
+                async with store.rewrite_tables() as rewrite:
+                    rows = await rewrite.rows(SEEN)
+                    await asyncio.sleep(0)
+                    assert await rewrite.read_after(rewrite.head.seq) == []
+                    await rewrite.replace(SEEN, rows)
+
+        await asyncio.gather(writer("a"), writer("b"), rewriter(), writer("c"))
+
+        events = await read_all(store)
+        assert len(events) == 30
+        assert_chain(events)
+        assert await store.rows(SEEN) == [("a", 10), ("b", 10), ("c", 10)]
+
     async def test_the_same_stream_version_through_two_stores_is_taken_once(
         self, store: EventStore, other: EventStore
     ) -> None:
