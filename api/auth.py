@@ -18,7 +18,8 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from api.errors import ApiError
-from api.settings import Settings, SettingsError
+from api.settings import PREFIX, Settings, SettingsError
+from ledger.open import locate
 from projections.model import User
 from projections.state import LedgerState
 
@@ -54,6 +55,10 @@ def load_or_create_secret(settings: Settings) -> str:
     if settings.jwt_secret:
         return settings.jwt_secret
     path = settings.secret_file
+    if path is None and locate(settings.db).shared:
+        raise SecretError(
+            f"a ledger several nodes serve needs one secret for all of them: set {PREFIX}JWT_SECRET"
+        )
     if path is None:  # a ledger kept in memory: its tokens need outlive it no more than it does
         return secrets.token_urlsafe(48)
     if not path.exists():

@@ -2,6 +2,8 @@
 
 - a path, or ``sqlite:///relative/path`` and ``sqlite:////absolute/path`` (SQLAlchemy's spelling):
   the SQLite backend, one file on this machine (the default);
+- ``postgresql://USER@HOST:PORT/DB`` (or ``postgres://``): the PostgreSQL backend, one database that
+  several nodes share;
 - ``memory:`` (a new, empty ledger each time) or ``memory:NAME`` (one ledger per name, shared by
   every store this process opens on it): the in-memory backend, for tests and demos.
 
@@ -18,7 +20,7 @@ from ledger.errors import LedgerError
 from ledger.store import EventStore
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-SCHEMES = ("sqlite", "memory")
+SCHEMES = ("sqlite", "postgresql", "memory")
 
 
 class UnknownBackendError(LedgerError):
@@ -39,6 +41,11 @@ class Location:
         """How messages name the ledger."""
         return str(self.path) if self.path is not None else self.url
 
+    @property
+    def shared(self) -> bool:
+        """Whether several nodes may serve this ledger at once (they must share their secrets)."""
+        return self.scheme == "postgresql"
+
 
 def locate(url: str | Path) -> Location:
     """Parse a database URL (or a plain path); UnknownBackendError for a scheme with no backend."""
@@ -57,8 +64,12 @@ def locate(url: str | Path) -> Location:
         return Location(text, "sqlite", Path(rest[3:]))
     if scheme == "memory":
         return Location(text, "memory", name=rest)
+    if scheme in ("postgresql", "postgres"):
+        if not rest.startswith("//"):
+            raise UnknownBackendError(f"{text}: a PostgreSQL URL is postgresql://USER@HOST:PORT/DB")
+        return Location(text, "postgresql")
     raise UnknownBackendError(
-        f"{text}: unknown database scheme {scheme!r} (use a path, sqlite:///PATH or memory:)"
+        f"{text}: unknown database scheme {scheme!r} (use a path, sqlite:///PATH, postgresql://… or memory:)"
     )
 
 
@@ -68,6 +79,12 @@ async def open_store(
     """Open the ledger at ``url``; ``create`` makes a new one where none exists, ``readonly``
     never writes (the audit). Without ``create`` a missing ledger is a NotALedgerError."""
     location = locate(url)
+    if location.scheme == "postgresql":
+        from ledger.postgres.store import PostgresEventStore
+
+        return await PostgresEventStore.open(
+            location.url, create=create, readonly=readonly, busy_timeout_ms=busy_timeout_ms
+        )
     if location.scheme == "memory":
         from ledger.memory import MemoryEventStore
 

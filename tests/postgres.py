@@ -1,0 +1,73 @@
+"""PostgreSQL for the tests: the machine's server (``VOTE_LEDGER_TEST_POSTGRES``, by default
+127.0.0.1:5432 with trust auth), a database of its own for each test, created and dropped.
+
+Where no server answers, the tests that need one are skipped, saying why; with
+``VOTE_LEDGER_REQUIRE_POSTGRES=1`` (as ``.ci/run`` sets it) they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from functools import cache
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+ADMIN_URL = os.environ.get("VOTE_LEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRED = os.environ.get("VOTE_LEDGER_REQUIRE_POSTGRES") == "1"
+
+
+def database_url(name: str, base: str = ADMIN_URL) -> str:
+    """The URL of database ``name`` on the server of ``base``."""
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+
+
+@cache
+def unavailable() -> str | None:
+    """Why no PostgreSQL server can be used, or None when one answers."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+        await conn.close()
+
+    try:  # in a thread of its own: the caller may be inside a running event loop
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(lambda: asyncio.run(probe())).result()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        return f"no PostgreSQL server at {ADMIN_URL} ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+def require_postgres() -> None:
+    """Skip the calling test (fail it, where PostgreSQL is required) when no server answers."""
+    reason = unavailable()
+    if reason is None:
+        return
+    if REQUIRED:
+        pytest.fail(f"{reason}, and VOTE_LEDGER_REQUIRE_POSTGRES=1 says it must be there")
+    pytest.skip(reason)
+
+
+@asynccontextmanager
+async def fresh_database(base: str = ADMIN_URL) -> AsyncIterator[str]:
+    """A new, empty database on the server of ``base``: its URL; dropped afterwards."""
+    name = f"vote_ledger_test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(base, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield database_url(name, base)
+    finally:
+        admin = await asyncpg.connect(base, timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
