@@ -69,7 +69,7 @@ async def fresh_reads(request: web.Request, handler: Handler) -> web.StreamRespo
     """Catch up with other writers before answering: no answer is staler than ``FRESHNESS`` (1 ms)."""
     ledger = request.app.get(LEDGER)
     if ledger is not None and not ledger.fresh(FRESHNESS):  # most requests: no coroutine to make
-        await ledger.refresh(FRESHNESS)
+        await ledger.refresh_or_stay(FRESHNESS)
     return await handler(request)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from ledger.errors import CorruptEventError, LedgerError
+from ledger.errors import CorruptEventError, LedgerError, StoreUnavailableError
 from ledger.events import POLL_STREAMS, user_stream
 from ledger.store import EventStore, fold_reads
 from ledger.writer import GroupCommitWriter
@@ -24,6 +25,7 @@ from projections.model import User
 from projections.state import LedgerState, PrivateFields, collector_paused
 from projections.tables import POSITION, TABLES
 
+log = logging.getLogger(__name__)
 PROBE_REUSE = 1.0  # seconds a health probe's outcome is reused
 FRESHNESS = 0.001  # seconds: how stale a read may be with respect to other processes' appends
 
@@ -179,6 +181,7 @@ class VoteLedger:
         self._catching_up: asyncio.Future[None] | None = None
         self._probe: asyncio.Future[None] | None = None
         self._probed = float("-inf")
+        self._unreachable = False
         self._writer: GroupCommitWriter[Command, Result, Pending] = GroupCommitWriter(
             store, Decider(state, clock), max_batch
         )
@@ -231,6 +234,20 @@ class VoteLedger:
             await asyncio.shield(self._catching_up)
         finally:
             self._catching_up = None
+
+    async def refresh_or_stay(self, max_staleness: float) -> None:
+        """``refresh``, but while the store cannot be read the state in memory answers: reads go
+        on from the projections as they last were. An outage is logged once, when it begins."""
+        try:
+            await self.refresh(max_staleness)
+        except StoreUnavailableError as exc:
+            if not self._unreachable:
+                log.warning("the ledger cannot be read (%s); answering from memory until it can", exc)
+            self._unreachable = True
+            return
+        if self._unreachable:
+            log.warning("the ledger can be read again; answers are fresh again")
+            self._unreachable = False
 
     async def _catch_up(self) -> None:
         async for chunk in self.store.read(after=self.state.head_seq):
