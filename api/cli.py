@@ -1,4 +1,4 @@
-"""The ``vote-ledger`` command: serve, audit, rebuild, users, candidates and polls.
+"""The ``vote-ledger`` command: serve, audit, rebuild, copy, users, candidates and polls.
 
 Every error is one line on stderr and a non-zero exit; commands that only read never create or
 modify the ledger file. The HTTP stack is imported only by the commands that use it: the others,
@@ -146,6 +146,24 @@ async def cmd_candidates(args: argparse.Namespace) -> int:
                 print(f"  {c.candidate_id:>4}  {c.votes:>8,}  {c.name}" + (f"  ({extra})" if extra else ""))
     finally:
         await store.close()
+    return 0
+
+
+async def cmd_copy(args: argparse.Namespace) -> int:
+    from ledger.copy import copy_log
+
+    source = await open_store(args.source, readonly=True)
+    try:
+        destination = await open_store(args.destination, create=True)
+        try:
+            head = await copy_log(source, destination, _progress("copy"))
+            report = await rebuild(destination)
+        finally:
+            await destination.close()
+    finally:
+        await source.close()
+    print(f"copied {head.seq:,} events; projections built: {', '.join(report.rebuilt) or 'none'}")
+    print(f"head seq {head.seq}, hash {head.hash.hex()}")
     return 0
 
 
@@ -329,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="2: a second process folds half of the users' events while this one folds the other "
         "half (the default where there is more than one CPU)",
     )
+
+    copy_cmd = commands.add_parser(
+        "copy", help="copy a whole ledger into an empty one, checking every hash on the way",
+        description="copy a whole ledger into an empty one (any backend to any other), checking "
+        "every hash on the way, then build the copy's projections")
+    copy_cmd.add_argument("--from", dest="source", required=True, metavar="DB",
+                          help="the ledger to copy: a path, sqlite:///PATH or postgresql://…")
+    copy_cmd.add_argument("--to", dest="destination", required=True, metavar="DB",
+                          help="where to copy it: a new or empty ledger")
+    copy_cmd.set_defaults(run=cmd_copy)
 
     # its flags are the benchmark's own (see ``vote-ledger bench --help``): main passes them on
     bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling",
