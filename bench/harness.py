@@ -50,18 +50,22 @@ class Scenario:
     round: int = 1
 
 
-def wrk(port: int, script: str, inputs: dict[str, str], connections: int, duration: float,
+def wrk(ports: Sequence[int], script: str, inputs: dict[str, str], connections: int, duration: float,
         work: Path) -> dict[str, Any]:
-    """wrk's figures for ``script`` (``votes`` or ``logins``) against ``port``, the script reading
-    its inputs from the ``BENCH_*`` variables in ``inputs``; the script is written into ``work``."""
+    """wrk's figures for ``script`` (``votes`` or ``logins``) against the servers on ``ports``, the
+    script reading its inputs from the ``BENCH_*`` variables in ``inputs``; the script is written
+    into ``work``. One wrk thread per server, each with its share of the connections (``votes.lua``
+    points each thread at its own server), so the figures are one run's: one latency histogram."""
     path = work / f"{script}.lua"
     path.write_text("".join((resources.files("bench") / name).read_text(encoding="utf-8")
                             for name in (f"{script}.lua", "figures.lua")), encoding="utf-8")
-    env = child_environment({**inputs, "BENCH_THREADS": "1"})
+    threads = len(ports)
+    nodes = ",".join(map(str, ports)) if threads > 1 else ""
+    env = child_environment({**inputs, "BENCH_THREADS": str(threads), "BENCH_NODES": nodes})
     try:
         result = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-             "-s", str(path), f"http://127.0.0.1:{port}"],
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+             "-s", str(path), f"http://127.0.0.1:{ports[0]}"],
             env=env, capture_output=True, text=True, timeout=duration + 120,
         )
     except subprocess.TimeoutExpired:
@@ -74,18 +78,18 @@ def wrk(port: int, script: str, inputs: dict[str, str], connections: int, durati
                      f"{last_line(result.stderr + result.stdout)}")
 
 
-async def aiohttp_load(port: int, path: str, connections: int, duration: float, method: str = "",
-                       body: str = "", tokens: Sequence[str] = (),
+async def aiohttp_load(ports: Sequence[int], path: str, connections: int, duration: float,
+                       method: str = "", body: str = "", tokens: Sequence[str] = (),
                        bodies: Sequence[str] = ()) -> dict[str, Any]:
     """The figures of the stand-in for wrk: as ``votes.lua`` with ``tokens`` (each used once),
-    as ``logins.lua`` with ``bodies`` (round and round)."""
+    as ``logins.lua`` with ``bodies`` (round and round); the connections take turns at ``ports``."""
     latencies: list[float] = []
     ok = non2xx = 0
     queue = iter(tokens)
     payloads = itertools.cycle(bodies) if bodies else itertools.repeat(body)
     deadline = time.monotonic() + duration
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
-        async def worker() -> None:
+        async def worker(port: int) -> None:
             nonlocal ok, non2xx
             while time.monotonic() < deadline:
                 token = next(queue, None)
@@ -107,7 +111,7 @@ async def aiohttp_load(port: int, path: str, connections: int, duration: float, 
                     non2xx += 1
 
         started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await asyncio.gather(*(worker(ports[n % len(ports)]) for n in range(connections)))
         seconds = time.monotonic() - started
     latencies.sort()
 
@@ -137,15 +141,21 @@ def _cpu_seconds(pid: int) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(name: str, pid: int, load: Callable[[], tuple[dict[str, Any], str]]) -> Scenario:
+def _all_cpu_seconds(pids: Sequence[int]) -> float | None:
+    """``_cpu_seconds`` of every served process in ``pids``, added up."""
+    seconds = [_cpu_seconds(pid) for pid in pids]
+    return None if not seconds or None in seconds else sum(s for s in seconds if s is not None)
+
+
+def measure(name: str, pids: Sequence[int], load: Callable[[], tuple[dict[str, Any], str]]) -> Scenario:
     """Run ``load`` (which gives the load generator's figures and its name) against the served
-    process ``pid``, and what it measured, with the server's CPU time per request."""
-    cpu_before = _cpu_seconds(pid)
+    processes ``pids``, and what it measured, with their CPU time per request."""
+    cpu_before = _all_cpu_seconds(pids)
     stats, generator = load()
     # wrk counts a request once its answer is in; a connection that failed (to connect, read or
     # write) brought no answer, and its error is no request of the count
     ok = stats["requests"] - stats["non2xx"]
-    cpu_after = _cpu_seconds(pid)
+    cpu_after = _all_cpu_seconds(pids)
     cpu_us = None
     if cpu_before is not None and cpu_after is not None and stats["requests"]:
         cpu_us = round((cpu_after - cpu_before) / stats["requests"] * 1e6, 1)
@@ -154,18 +164,19 @@ def measure(name: str, pid: int, load: Callable[[], tuple[dict[str, Any], str]])
                     socket_errors=stats["socket_errors"])
 
 
-def drive(port: int, tokens_file: Path, tokens: list[str], name: str, path: str, connections: int,
-          duration: float, method: str = "", body: str = "", pid: int = 0) -> Scenario:
-    """A scenario of ``votes.lua``: ``method`` requests to ``path``, each with a token of its own
-    (without a method, plain GETs with none)."""
+def drive(ports: Sequence[int], tokens_file: Path, tokens: list[str], name: str, path: str,
+          connections: int, duration: float, method: str = "", body: str = "",
+          pids: Sequence[int] = ()) -> Scenario:
+    """A scenario of ``votes.lua`` against the servers on ``ports`` (processes ``pids``): ``method``
+    requests to ``path``, each with a token of its own (without a method, plain GETs with none)."""
     def load() -> tuple[dict[str, Any], str]:
         if shutil.which("wrk"):
             inputs = {"BENCH_TOKENS": str(tokens_file), "BENCH_PATH": path, "BENCH_METHOD": method,
                       "BENCH_BODY": body}
-            return wrk(port, "votes", inputs, connections, duration, tokens_file.parent), "wrk"
-        return asyncio.run(aiohttp_load(port, path, connections, duration, method, body, tokens)), FALLBACK
+            return wrk(ports, "votes", inputs, connections, duration, tokens_file.parent), "wrk"
+        return asyncio.run(aiohttp_load(ports, path, connections, duration, method, body, tokens)), FALLBACK
 
-    scenario = measure(name, pid, load)
+    scenario = measure(name, pids, load)
     # wrk counts the whole duration even when every voter has voted and its thread has stopped
     scenario.voters_ran_out = bool(method) and scenario.requests >= len(tokens) - connections
     return scenario

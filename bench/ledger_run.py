@@ -104,8 +104,8 @@ def _ledger_run(events: int, votes_seconds: float, work: Path) -> dict[str, Any]
         figures.update(_resident(server.pid, ""))
         # then votes by up to 100k distinct users, as a busy vote would bring: what memory grows
         voter_tokens, tokens_file = tokens(voters, work, "tokens.txt")
-        voted = drive(port, tokens_file, voter_tokens, "votes", "/vote?id=1", 64, votes_seconds,
-                      method="GET", pid=server.pid)
+        voted = drive([port], tokens_file, voter_tokens, "votes", "/vote?id=1", 64, votes_seconds,
+                      method="GET", pids=[server.pid])
         figures["votes_after_start"] = voted.ok
         figures.update(_resident(server.pid, "_after_votes"))
     finally:

@@ -64,10 +64,10 @@ def _drive(port: int, bodies_file: Path, bodies: list[str], name: str, connectio
     def load() -> tuple[dict[str, Any], str]:
         if shutil.which("wrk"):
             inputs = {"BENCH_BODIES": str(bodies_file), "BENCH_PATH": PATH}
-            return wrk(port, "logins", inputs, connections, duration, bodies_file.parent), "wrk"
-        return asyncio.run(aiohttp_load(port, PATH, connections, duration, "POST", bodies=bodies)), FALLBACK
+            return wrk([port], "logins", inputs, connections, duration, bodies_file.parent), "wrk"
+        return asyncio.run(aiohttp_load([port], PATH, connections, duration, "POST", bodies=bodies)), FALLBACK
 
-    return measure(name, pid, load)
+    return measure(name, [pid], load)
 
 
 def login_run(sizes: Sequence[int], connections: int, duration: float,
