@@ -20,6 +20,7 @@ from bench.logins import LOGIN_USERS, login_run
 from bench.processes import BenchError
 from bench.report import login_report, report
 from bench.scenarios import run as scenarios_run
+from ledger.open import UnknownBackendError, locate
 
 _Number = TypeVar("_Number", int, float)
 
@@ -51,6 +52,17 @@ def _sizes(text: str) -> tuple[int, ...]:
                                          ) from None
 
 
+def _postgres(text: str) -> str:
+    """An argument type: a PostgreSQL URL."""
+    try:
+        scheme = locate(text).scheme
+    except UnknownBackendError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if scheme != "postgresql":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a postgresql:// URL (without --db: a SQLite file)")
+    return text
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description="measure throughput against a bare aiohttp ceiling")
     parser.add_argument("--users", type=_positive(int),
@@ -63,6 +75,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                              "before the first round and after each, and report each scenario's "
                              "median, lowest and highest ratio (default: 1)")
     parser.add_argument("--workdir", help="keep the ledger and files here")
+    parser.add_argument("--db", type=_postgres, metavar="postgresql://…",
+                        help="run the service's scenarios on a ledger in a database of its own on this "
+                             "PostgreSQL server (created for the run, dropped after it) instead of a "
+                             "fresh SQLite file")
+    parser.add_argument("--nodes", type=_positive(int), default=1,
+                        help="serve the ledger from this many processes, each on its own port, wrk "
+                             "spreading its connections across them (one wrk thread each); with more "
+                             "than one, also how long a vote takes to show on another node (default: 1)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--ledger", type=_positive(int), metavar="EVENTS",
                       help="instead: append rates, audit and rebuild speed and server memory "
@@ -80,7 +100,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def run(argv: Sequence[str], prog: str) -> int:
     """Run the benchmark ``argv`` asks for and print its figures; 1 if its checks failed.
     BenchError if it could not run."""
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if (args.ledger or args.logins) and (args.db or args.nodes > 1):
+        parser.error("--db and --nodes are for the HTTP scenarios, not --ledger or --logins")
+    if args.connections < args.nodes:
+        parser.error(f"--connections {args.connections} is fewer than one per node (--nodes {args.nodes})")
     workdir = Path(args.workdir) if args.workdir else None
     if args.ledger:
         figures = ledger_run(args.ledger, workdir, args.duration)
@@ -91,7 +116,8 @@ def run(argv: Sequence[str], prog: str) -> int:
         figures = login_run(args.login_users, args.connections, args.duration, workdir)
         print(json.dumps(figures, indent=2) if args.json else login_report(figures))
         return 0 if figures["all_logins_succeeded"] else 1
-    figures = scenarios_run(args.users, args.connections, args.duration, workdir, args.rounds)
+    figures = scenarios_run(args.users, args.connections, args.duration, workdir, args.rounds, args.db,
+                            args.nodes)
     print(json.dumps(figures, indent=2) if args.json else report(figures))
     return 0 if figures["tallies_match"] and figures["audit_passed"] else 1
 

@@ -45,8 +45,9 @@ def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def environment(db: Path) -> dict[str, str]:
-    """The settings of the service on ``db``: the benchmark's secret, and a cheap hashing cost."""
+def environment(db: str | Path) -> dict[str, str]:
+    """The settings of the service on ``db`` (a path or a URL): the benchmark's secret, which
+    every node shares, and a cheap hashing cost."""
     return child_environment({
         "VOTE_LEDGER_DB": str(db),
         "VOTE_LEDGER_JWT_SECRET": SECRET,

@@ -28,6 +28,17 @@ def report(figures: dict[str, Any]) -> str:
         for name, m in figures["summary"].items():
             lines.append(f"{name:<34}{m['rps_median']:>14,.0f}{m['p99_ms_max']:>9.2f}"
                          f"{m['ratio_median']:>8.3f}{m['ratio_min']:>8.3f}{m['ratio_max']:>8.3f}")
+    if figures.get("ledger", "sqlite") != "sqlite" or figures.get("nodes", 1) > 1:
+        where, cpu = "in SQLite", ""
+        if figures.get("database"):
+            where = f"in PostgreSQL database {figures['database']}"
+            cpu = "; cpu µs/req counts the nodes, not the PostgreSQL server"
+        lines.append(f"the ledger {where}, served by {figures['nodes']} node(s), one wrk thread each{cpu}")
+    seen = figures.get("visibility")
+    if seen:
+        lines.append(f"a vote one node acknowledged showed on another after p50 {seen['p50_ms']:.2f} ms, "
+                     f"p99 {seen['p99_ms']:.2f} ms, highest {seen['max_ms']:.2f} ms "
+                     f"({seen['votes']} votes, one at a time)")
     for s in figures["scenarios"]:
         if s.get("voters_ran_out"):
             lines.append(f"{_label(s, rounds)}: all {figures['users']:,} voters had voted before the "

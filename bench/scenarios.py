@@ -1,9 +1,12 @@
 """The throughput benchmark: the service's routes against a bare aiohttp handler, in one run.
 
-It builds a fresh ledger, imports users with a cheap hashing cost, mints their tokens, starts
-``vote-ledger serve`` and drives it with wrk (one token per request, so every vote is by a distinct
-user), then measures the ceiling (``bench.ceiling``) the same way, in the same run. Afterwards it
-checks that the tallies equal the acknowledged votes and that the audit passes.
+It builds a fresh ledger (a SQLite file, or with ``postgres`` a database of its own on that
+PostgreSQL server), imports users with a cheap hashing cost, mints their tokens, starts
+``vote-ledger serve`` (``nodes`` of them on one PostgreSQL ledger, each on its own port) and drives
+it with wrk (one token per request, so every vote is by a distinct user; one wrk thread per node),
+then measures the ceiling (``bench.ceiling``) the same way, in the same run. With several nodes it
+then measures how long a vote one node acknowledged takes to show on another (``bench.visibility``).
+Afterwards it checks that the tallies equal the acknowledged votes and that the audit passes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
@@ -20,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Scenario, drive, tokens
+from bench.postgres import scratch_database
 from bench.processes import command, environment, free_port, in_workdir, serve, step, stop
-from ledger.open import open_store
+from bench.visibility import visibility
+from ledger.open import locate, open_store
 from projections.audit import audit
 from projections.service import replay
 from projections.state import LedgerState
@@ -54,12 +60,16 @@ SERVICE_SCENARIOS = (
 """Each scenario the service is driven through: its name, path, method (empty: no token, a plain
 GET), body, and the poll its requests vote in (None: no votes)."""
 
+VISIBILITY_VOTES = 300
+"""Votes cast one at a time, each read back on another node, for the cross-node visibility delay."""
+VISIBILITY_POLL, VISIBILITY_CANDIDATE = "bench-json", 3
+
 VOTERS_PER_SECOND = 30_000
 """Distinct voters imported per second of each scenario, unless told otherwise: more than a vote
 route serves on a machine whose bare ceiling is 45,000 requests a second, so none runs out."""
 
 
-async def _replayed(db: Path) -> LedgerState:
+async def _replayed(db: str) -> LedgerState:
     store = await open_store(db, readonly=True)
     try:
         return await replay(store)
@@ -67,7 +77,7 @@ async def _replayed(db: Path) -> LedgerState:
         await store.close()
 
 
-async def _audit(db: Path) -> bool:
+async def _audit(db: str) -> bool:
     store = await open_store(db, readonly=True)
     try:
         return (await audit(store)).ok
@@ -80,25 +90,39 @@ def _tallies(state: LedgerState) -> dict[str, int]:
 
 
 def run(
-    users: int | None, connections: int, duration: float, keep: Path | None = None, rounds: int = 1
+    users: int | None, connections: int, duration: float, keep: Path | None = None, rounds: int = 1,
+    postgres: str | None = None, nodes: int = 1,
 ) -> dict[str, Any]:
     """Run the service's scenarios ``rounds`` times, with a ceiling run before the first round and
     after each, and return the figures; the files stay in ``keep`` if given. ``users`` voters vote
-    in each round, so ``users * rounds`` are imported."""
-    if rounds < 1:
-        raise ValueError(f"rounds must be 1 or more, not {rounds}")
+    in each round, so ``users * rounds`` are imported. With ``postgres`` (a URL) the ledger is in
+    a database of its own on that PostgreSQL server, dropped after the run; ``nodes`` serve it."""
+    if rounds < 1 or nodes < 1 or connections < nodes:
+        raise ValueError(f"rounds and nodes must be 1 or more and connections at least one per node, "
+                         f"not {rounds}, {nodes} and {connections}")
     # wrk runs for whole seconds, one at least
     voters = users if users is not None else VOTERS_PER_SECOND * max(1, round(duration))
-    return in_workdir(keep, partial(_run, voters, connections, duration, rounds))
+    job = partial(_run, voters, connections, duration, rounds, nodes)
+
+    def on_postgres(work: Path) -> dict[str, Any]:
+        assert postgres is not None
+        with scratch_database(postgres) as db:
+            return {**job(db, work), "database": db.rsplit("/", 1)[1]}
+
+    return in_workdir(keep, on_postgres if postgres else lambda work: job(str(work / "bench.db"), work))
 
 
-def _run(users: int, connections: int, duration: float, rounds: int, work: Path) -> dict[str, Any]:
-    db, polls = work / "bench.db", work / "polls.toml"
+def _run(
+    users: int, connections: int, duration: float, rounds: int, nodes: int, db: str, work: Path
+) -> dict[str, Any]:
+    polls = work / "polls.toml"
     polls.write_text(POLLS, encoding="utf-8")
     env = environment(db)
     people = work / "users.jsonl"
+    # with several nodes, voters of their own for the visibility figures
+    seen_voters = VISIBILITY_VOTES if nodes > 1 else 0
     with people.open("w") as handle:
-        for i in range(users * rounds):
+        for i in range(users * rounds + seen_voters):
             handle.write(json.dumps({"email": f"user{i}@bench.example", "name": f"user {i}",
                                      "password": f"pw-{i}"}) + "\n")
     started = time.perf_counter()
@@ -113,32 +137,44 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
         tokens(voters[r * users:(r + 1) * users], work, f"tokens-{r + 1}.txt", lifetime)
         for r in range(rounds)
     ]
+    seen_tokens = (tokens(voters[users * rounds:], work, "tokens-visibility.txt", lifetime)[0]
+                   if seen_voters else [])
 
     # The ceiling is measured before the first round and after each, and each round's ratios are
     # to the mean of the two around it: the host's speed drifts within a run, and one measurement
     # at a slow moment would flatter or sink every ratio.
-    bare_port, port = free_port(), free_port()
+    bare_port, ports = free_port(), [free_port() for _ in range(nodes)]
     bare = serve([sys.executable, "-m", "bench.ceiling", str(bare_port)], env, bare_port, work / "bare.log")
     try:
         def ceiling(name: str, r: int) -> Scenario:
             round_tokens, tokens_file = slices[r - 1]
-            return replace(drive(bare_port, tokens_file, round_tokens, name, "/", connections, duration,
-                                 pid=bare.pid), round=r)
+            return replace(drive([bare_port], tokens_file, round_tokens, name, "/", connections, duration,
+                                 pids=[bare.pid]), round=r)
 
         ceilings = [ceiling("bare aiohttp (ceiling)", 1)]
         served: list[list[Scenario]] = []
-        server = serve(command("serve", "--port", str(port), "--config", str(polls), "--log-format", "json"),
-                       {**env, "PYTHONUNBUFFERED": "1"}, port, work / "server.log")
+        seen: dict[str, Any] | None = None
+        servers: list[subprocess.Popen[bytes]] = []
         try:
+            for n, port in enumerate(ports, start=1):
+                log = work / ("server.log" if n == 1 else f"server-{n}.log")
+                servers.append(serve(
+                    command("serve", "--port", str(port), "--config", str(polls), "--log-format", "json"),
+                    {**env, "PYTHONUNBUFFERED": "1"}, port, log,
+                ))
+            pids = [server.pid for server in servers]
             for r, (round_tokens, tokens_file) in enumerate(slices, start=1):
                 served.append([
-                    replace(drive(port, tokens_file, round_tokens, name, path, connections, duration,
-                                  method=method, body=body, pid=server.pid), round=r)
+                    replace(drive(ports, tokens_file, round_tokens, name, path, connections, duration,
+                                  method=method, body=body, pids=pids), round=r)
                     for name, path, method, body, _ in SERVICE_SCENARIOS
                 ])
                 ceilings.append(ceiling("bare aiohttp (ceiling, again)", r))
+            if nodes > 1:
+                seen = visibility(ports, seen_tokens, VISIBILITY_POLL, VISIBILITY_CANDIDATE)
         finally:
-            stop(server)
+            for server in servers:
+                stop(server)
     finally:
         stop(bare)
     mean = statistics.fmean(c.rps for c in ceilings)
@@ -154,6 +190,8 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
         poll: sum(s.ok for s in _runs(served, name))
         for name, *_, poll in SERVICE_SCENARIOS if poll is not None
     }
+    if seen is not None:
+        acknowledged[VISIBILITY_POLL] += seen["votes"]
     # wrk stops with up to one request per connection in flight: those votes may have committed
     # without wrk counting the answer, so a tally may exceed the acknowledged votes by that much.
     tallies_match = all(
@@ -165,6 +203,7 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
         ordered += [*scenarios, after]
     return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
+        "ledger": locate(db).scheme, "nodes": nodes,
         "users": users, "rounds": rounds, "connections": connections, "duration": duration,
         "import_seconds": round(import_seconds, 2),
         "scenarios": [asdict(s) for s in ordered],
@@ -172,6 +211,7 @@ def _run(users: int, connections: int, duration: float, rounds: int, work: Path)
         "tallies": tallies, "acknowledged": acknowledged,
         "tallies_match": tallies_match,
         "audit_passed": audit_ok,
+        "visibility": seen,
     }
 
 

@@ -1,4 +1,5 @@
-"""``vote-ledger bench`` end to end at a tiny size: every scenario runs and its checks hold.
+"""``vote-ledger bench`` end to end at a tiny size: every scenario runs and its checks hold, on
+SQLite and on PostgreSQL with two nodes.
 
 The figures themselves are never asserted (CI machines are shared and noisy); what is asserted is
 what makes them worth reading: each scenario answered, the tallies equal the acknowledged votes,
@@ -11,12 +12,14 @@ import json
 import os
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bench.harness import Scenario
 from bench.report import login_report
 from bench.report import report as bench_report
-from bench.scenarios import SERVICE_SCENARIOS, summary
+from bench.scenarios import SERVICE_SCENARIOS, VISIBILITY_VOTES, summary
+from tests.postgres import fresh_database, require_postgres
 from tests.reliability.helpers import run_cli
 
 
@@ -218,3 +221,64 @@ def test_the_login_benchmark_reports_logins_a_second_at_each_size_and_their_rati
     assert figures["ratio"] == runs[1]["ratio"] == round(runs[1]["rps"] / runs[0]["rps"], 3) > 0
     text = login_report(figures)
     assert "logins/s at 3,000 users over logins/s at 300: " in text and "refused" not in text
+
+
+async def test_two_nodes_on_postgresql_share_the_load_and_one_shows_the_votes_the_other_took(
+    tmp_path: Path,
+) -> None:
+    require_postgres()
+    async with fresh_database() as url:
+        done = run_cli("bench", "--users", "300", "--duration", "1", "--connections", "8", "--db", url,
+                       "--nodes", "2", "--json", "--workdir", str(tmp_path), timeout=300)
+        assert done.returncode == 0, done.stderr
+        figures = json.loads(done.stdout)
+        # the run's own database is gone, and the one it was given is as empty as it was
+        conn = await asyncpg.connect(url)
+        try:
+            left = await conn.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1",
+                                       figures["database"])
+            tables = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        finally:
+            await conn.close()
+    assert left == 0 and tables == 0
+
+    assert (figures["ledger"], figures["nodes"]) == ("postgresql", 2)
+    for scenario in figures["scenarios"]:
+        assert scenario["ok"] > 0 and scenario["rps"] > 0 and scenario["p99_ms"] > 0, scenario
+    # both nodes took votes: wrk's two threads each went to a node of their own
+    for log in ("server.log", "server-2.log"):
+        assert "/api/v1/polls/bench-json/votes" in (tmp_path / log).read_text(), log
+    seen = figures["visibility"]
+    assert seen["votes"] == VISIBILITY_VOTES and 0 < seen["p50_ms"] <= seen["p99_ms"] <= seen["max_ms"]
+    json_votes = next(s for s in figures["scenarios"] if s["name"] == "POST /api/v1/polls/{id}/votes")
+    assert figures["acknowledged"]["bench-json"] == json_votes["ok"] + VISIBILITY_VOTES
+    assert figures["tallies_match"] and figures["audit_passed"]
+    text = bench_report(figures)
+    assert "served by 2 node(s)" in text and f"({VISIBILITY_VOTES} votes, one at a time)" in text
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--db", "sqlite:///bench.db"), "is not a postgresql:// URL"),
+    (("--db", "ftp://example.org/db"), "unknown database scheme 'ftp'"),
+    (("--nodes", "2", "--ledger", "300"), "--db and --nodes are for the HTTP scenarios"),
+    (("--db", "postgresql://postgres@127.0.0.1/test", "--logins"), "--db and --nodes are for the HTTP"),
+    (("--nodes", "3", "--connections", "2"), "fewer than one per node"),
+])
+def test_a_database_or_nodes_the_scenarios_cannot_use_is_one_line_and_exit_2(
+    args: tuple[str, ...], said: str, tmp_path: Path,
+) -> None:
+    done = run_cli("bench", *args, "--workdir", str(tmp_path / "work"))
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and said in done.stderr
+    assert done.stdout == "" and not (tmp_path / "work").exists()
+
+
+def test_a_postgresql_server_that_cannot_be_reached_stops_the_benchmark_in_one_line(tmp_path: Path) -> None:
+    done = run_cli("bench", "--db", "postgresql://postgres@127.0.0.1:1/test", "--users", "20",
+                   "--duration", "1", "--workdir", str(tmp_path / "work"))
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("vote-ledger: error: the benchmark stopped: postgresql://postgres@127.0.0.1:1"
+                                  "/test: cannot create a database for the run: ")
+    assert done.stderr.count("\n") == 1
