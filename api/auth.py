@@ -217,7 +217,7 @@ class Authenticator(Passwords):
             user_id, exp = self._decode(token)
             self._verified.put(token, user_id, exp)
         user = state.users.get(user_id)
-        if user is None:
+        if user is None or user.erased:
             raise ApiError(401, "invalid_token", "the token names a user this ledger does not know")
         return Identity(user)
 

@@ -24,7 +24,7 @@ from api.settings import Settings, SettingsError
 from ledger.errors import LedgerError
 from ledger.open import open_store
 from projections.audit import AuditReport, audit
-from projections.commands import Appended, SetPollStatus
+from projections.commands import Appended, EraseUser, SetPollStatus
 from projections.errors import DomainError, EmailTakenError
 from projections.rebuild import rebuild
 from projections.service import replay
@@ -256,6 +256,24 @@ async def cmd_users_import(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_users_erase(args: argparse.Namespace) -> int:
+    from api.app import open_store_ledger
+    from api.auth import normalize_email
+
+    settings = _settings(args)
+    ledger = await open_store_ledger(settings, create=False)
+    try:
+        user = ledger.state.user_by_email(normalize_email(args.email))
+        if user is None:
+            raise CommandError(f"no user with the email {args.email!r} (never registered, or erased)")
+        result = await ledger.execute(EraseUser(user.user_id))
+    finally:
+        await ledger.close()
+    assert isinstance(result, Appended)
+    print(f"users erase: user {user.user_id} erased at seq {result.seqs[0]}; their votes stay")
+    return 0
+
+
 YOUNG_COLLECTION_THRESHOLD = 10_000  # net new container objects between two young collections
 
 
@@ -368,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp = command("import", "register users from JSON lines of {email, name, password}",
                   cmd_users_import, users)
     imp.add_argument("file")
+    erase = command("erase", "erase a user's personal data (their votes stay)", cmd_users_erase, users)
+    erase.add_argument("email")
     candidates = commands.add_parser("candidates", help="candidate commands").add_subparsers(
         dest="candidates_command", required=True, parser_class=OneLineParser)
     listing = command("list", "list candidates and their votes", cmd_candidates, candidates)

@@ -21,6 +21,7 @@ from marshmallow import Schema
 from api.errors import ApiError
 from api.responses import json_bytes_response
 from api.schemas import (
+    EraseMeSchema,
     ErrorSchema,
     HealthSchema,
     LegacyCandidateSchema,
@@ -84,6 +85,8 @@ OPERATIONS = [
               errors=[400, 401, 413, 415, 429]),
     Operation("get", "/api/v1/me", "The caller and their ballots", 200, MeSchema, auth=True,
               errors=[401]),
+    Operation("delete", "/api/v1/me", "Erase the caller's personal data (their votes stay)", 204, None,
+              body=EraseMeSchema, auth=True, errors=[400, 401, 413, 415, 503]),
     Operation("get", "/api/v1/polls", "Every poll", 200, PollListSchema),
     Operation("get", "/api/v1/polls/{pollId}", "One poll", 200, PollSchema, errors=[404]),
     Operation("post", "/api/v1/polls/{pollId}/votes", "Vote (optionally with Idempotency-Key)", 201,
@@ -120,6 +123,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         "tags": [op.tag],
         "responses": {str(op.ok): {"description": "OK", "content": {content_type: {"schema": schema}}}},
     }
+    if op.ok == 204:
+        spec["responses"]["204"] = {"description": "Done; no content"}
     for status in op.errors:
         spec["responses"][str(status)] = {
             "description": ERROR_TEXT[status],

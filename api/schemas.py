@@ -51,6 +51,12 @@ class LoginSchema(Strict):
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
 
 
+class EraseMeSchema(Strict):
+    """Erasing one's own account asks for the password again."""
+
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+
+
 class LegacySignupSchema(Trimmed, Schema):
     """The 2020 signup: extra form fields are ignored; short passwords are still accepted."""
 
@@ -227,6 +233,7 @@ def _first(value: Any) -> str:
 # Schemas are stateless once built, and building one costs more than loading with it.
 USER_CREATE = UserCreateSchema()
 LOGIN = LoginSchema()
+ERASE_ME = EraseMeSchema()
 LEGACY_SIGNUP = LegacySignupSchema()
 LEGACY_LOGIN = LegacyLoginSchema()
 VOTE_REQUEST = VoteRequestSchema()

@@ -9,8 +9,9 @@ from api.bodies import json_body
 from api.errors import ApiError
 from api.keys import AUTH, LEDGER, RESPONSES
 from api.responses import json_bytes_response, json_response
-from api.schemas import LOGIN, MAX_ID, RESULTS_QUERY, USER_CREATE, VOTE_REQUEST, load
+from api.schemas import ERASE_ME, LOGIN, MAX_ID, RESULTS_QUERY, USER_CREATE, VOTE_REQUEST, load
 from api.views import me_json, poll_json, results_json, user_json, vote_json
+from projections.commands import EraseUser
 from projections.queries import check_results_visible, get_poll, tally, tally_at
 
 routes = web.RouteTableDef()
@@ -55,6 +56,19 @@ async def login(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     identity = authenticate(request)
     return json_response(me_json(request.app[LEDGER].state, identity.user))
+
+
+@routes.delete(f"{PREFIX}/me")
+async def erase_me(request: web.Request) -> web.Response:
+    """Erase the caller's personal data, on their password: their votes stay, they are gone."""
+    identity = authenticate(request)
+    password = load(ERASE_ME, await json_body(request))["password"]
+    ledger = request.app[LEDGER]
+    password_hash = await ledger.password_hash(identity.user)
+    if not await request.app[AUTH].check_password(password_hash, password):
+        raise ApiError(401, "invalid_credentials", "wrong password")
+    await ledger.execute(EraseUser(identity.user.user_id))
+    return web.Response(status=204)
 
 
 @routes.get(f"{PREFIX}/polls")

@@ -115,8 +115,20 @@ class VoteCast(Event, frozen=True):
         return ballot_stream(self.poll_id, self.user_id)
 
 
+class UserErased(Event, frozen=True):
+    """A user's personal data was erased: their private data beside the log is destroyed in the
+    same transaction, so the commitment in their registration can never be opened again. Their
+    votes stand."""
+
+    TYPE: ClassVar[str] = "UserErased"
+    user_id: str
+
+    def stream(self) -> str:
+        return user_stream(self.user_id)
+
+
 def user_stream(user_id: str) -> str:
-    """The stream of one user's registration."""
+    """The stream of one user's registration and erasure."""
     return f"user:{user_id}"
 
 
@@ -137,7 +149,7 @@ def ballot_stream(poll_id: str, user_id: str) -> str:
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (UserRegistered, PollCreated, CandidateAdded, PollOpened, PollClosed, VoteCast)
+    for cls in (UserRegistered, PollCreated, CandidateAdded, PollOpened, PollClosed, VoteCast, UserErased)
 }
 
 # (type, version) -> function turning that version's data into the next version's data.

@@ -115,6 +115,14 @@ class _Log:
                 bisect.insort(self.names, event.stream)
             seqs.append(event.seq)
 
+    def erase(self, streams: Sequence[str]) -> None:
+        """Drop the private data of every event of ``streams``."""
+        for stream in streams:
+            for seq in self.streams.get(stream, ()):
+                event = self.events[seq - 1]
+                if event.private_salt is not None or event.private_body is not None:
+                    self.events[seq - 1] = event._replace(private_salt=None, private_body=None)
+
 
 _LEDGERS: dict[str, _Log] = {}
 """The named in-memory ledgers of this process (``memory:NAME``)."""
@@ -177,7 +185,8 @@ class MemoryEventStore(EventStore):
             yield [log.events[s - 1] for s in seqs[start : start + READ_CHUNK]]
 
     async def append(
-        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES,
+        erase: Sequence[str] = (),
     ) -> list[StoredEvent]:
         log = self._usable(writing=True)
         async with log.lock:  # not during a snapshot or a rewrite
@@ -205,6 +214,7 @@ class MemoryEventStore(EventStore):
                     take_back()
                 raise
             log.add(events)
+            log.erase(erase)
             log.commits += 1
             return []
 

@@ -134,11 +134,16 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def append(
-        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES,
+        erase: Sequence[str] = (),
     ) -> list[StoredEvent]:
         """Append ``events`` (made by ``chain(head, ...)``) and write the projection rows, in one
         durable transaction, if the log still ends at ``head``. Returns ``[]`` when committed;
         otherwise appends nothing and returns the events others appended after ``head``.
+
+        ``erase`` names streams whose events' private data is destroyed in that same transaction
+        (an erasure): gone from every file of the backend, as far as it can reach, once this
+        returns. The events themselves stay.
 
         A taken stream version or event id, or a row that breaks its table's constraints, is a
         ConcurrencyError, and nothing of the batch is written. A ``head`` the log never had (past

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from ledger.errors import LedgerError, StoreUnavailableError
@@ -32,14 +32,15 @@ MAX_RETRIES = 100
 @dataclass
 class Decision(Generic[R, P]):
     """A decided batch: what to append after ``head``, the handler's own record of each of those
-    events (``pending``, folded in once they are durable), the projection rows, and each command's
-    result, in the order of the commands."""
+    events (``pending``, folded in once they are durable), the projection rows, each command's
+    result in the order of the commands, and the streams whose private data it erases."""
 
     head: Head
     events: list[StoredEvent]
     pending: list[P]
     writes: TableWrites
     results: list[R | Exception]
+    erase: list[str] = field(default_factory=list)  # streams whose private data goes with the batch
 
 
 class BatchHandler(Protocol[C_contra, R, P]):
@@ -140,7 +141,9 @@ class GroupCommitWriter(Generic[C, R, P]):
                 continue
             self.in_flight = decision.events
             try:
-                foreign = await self._store.append(decision.head, decision.events, decision.writes)
+                foreign = await self._store.append(
+                    decision.head, decision.events, decision.writes, decision.erase
+                )
                 if foreign:
                     self._handler.catch_up(foreign)
                     continue

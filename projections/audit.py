@@ -2,8 +2,9 @@
 
 Checks, in order of the log: each body decodes to a known type and version and re-encodes to the
 same bytes, and the row's columns agree with it; ``seq`` is gapless from 1, each ``prev_hash`` is the
-hash before it and each ``hash`` recomputes; each private-data commitment matches; each event obeys
-the rules against the state before it. Then the replayed projections must equal the live tables.
+hash before it and each ``hash`` recomputes; each private-data commitment matches, and private data
+is missing only where a ``UserErased`` erased it; each event obeys the rules against the state
+before it. Then the replayed projections must equal the live tables.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from functools import partial
 
 from ledger.chain import commitment, link
 from ledger.errors import CorruptEventError, LedgerError
-from ledger.events import Envelope, UserRegistered, decode, reencode
+from ledger.events import Envelope, UserErased, UserRegistered, decode, reencode
 from ledger.store import GENESIS_HASH, EventStore, StoredEvent, fold_reads
 from projections.compare import differences, live_rows
 from projections.rules import expected_version, violation
@@ -115,7 +116,17 @@ def _fold_checked(
     error = violation(state, event, private)
     if error is not None:
         raise _Failed(seq, "rules", f"{error.code}: {error.message}")
+    if isinstance(event, UserErased) and state.users[event.user_id].email is not None:
+        raise _Failed(seq, "commitment", "the user is erased, but their private data is still kept")
     state.fold(seq, digest, event, private)
+
+
+def _check_private_kept(state: LedgerState) -> None:
+    """Every registration's private data is kept, unless a ``UserErased`` destroyed it."""
+    lost = [user.seq for user in state.users.values() if user.email is None and not user.erased]
+    if lost:
+        raise _Failed(min(lost), "commitment", "the private data of this registration is missing, "
+                      "and no UserErased event erased it")
 
 
 async def _check_rows(store: EventStore, upto: int) -> AuditFailure | None:
@@ -207,6 +218,7 @@ async def _audit(
     try:
         prev = await _fold(store, state, total, progress, check_rows)
         report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
+        _check_private_kept(state)
         await _compare_projections(store, state)
     except _Failed as failed:
         report.failure = failed.failure

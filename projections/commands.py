@@ -22,9 +22,11 @@ from ledger.events import (
     PollClosed,
     PollCreated,
     PollOpened,
+    UserErased,
     UserRegistered,
     VoteCast,
     encode,
+    user_stream,
 )
 from ledger.ids import uuid7, uuid7_hex
 from ledger.store import Head, NewEvent, PrivateData, StoredEvent
@@ -45,6 +47,13 @@ class RegisterUser:
     password_hash: str
     part: str | None = None
     team: str | None = None
+
+
+@dataclass(frozen=True)
+class EraseUser:
+    """Erase a user's personal data: their private data goes, their votes stay."""
+
+    user_id: str
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class SetPollStatus:
     open: bool
 
 
-Command = RegisterUser | CastVote | SyncPolls | SetPollStatus
+Command = RegisterUser | CastVote | SyncPolls | SetPollStatus | EraseUser
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,7 @@ class Pending:
     private: PrivateFields | None = None
     private_data: PrivateData | None = None  # the private fields as kept: salt and canonical bytes
     event_id: str = field(default_factory=uuid7)
+    erases: str | None = None  # a stream whose private data goes in the same transaction
 
 
 @dataclass
@@ -174,6 +184,11 @@ def _vote(cmd: CastVote, view: LedgerState, now_ms: int) -> Plan | VoteRecord:
         [Pending(VoteCast(cmd.poll_id, cmd.candidate_id, cmd.user_id, now_ms, key))],
         lambda rows: VoteRecord(rows[0].seq, cmd.poll_id, cmd.candidate_id),
     )
+
+
+@decide.register
+def _erase(cmd: EraseUser, view: LedgerState, now_ms: int) -> Plan:
+    return Plan([Pending(UserErased(cmd.user_id), erases=user_stream(cmd.user_id))], _appended)
 
 
 @decide.register
@@ -288,6 +303,7 @@ class Decider:
         events: list[StoredEvent] = []
         pending: list[Pending] = []
         results: list[Result | Exception] = []
+        erase: list[str] = []
         for command in commands:
             try:
                 plan = decide(command, view, now_ms)
@@ -309,6 +325,7 @@ class Decider:
                 at = Head(stored[-1].seq, stored[-1].hash)
             events += stored
             pending += plan.pending
+            erase += [item.erases for item in plan.pending if item.erases is not None]
             results.append(plan.result(stored))
         writes = rows_of(
             touched(view.users).values(), touched(view.polls).values(),
@@ -316,7 +333,7 @@ class Decider:
         )
         if events:
             writes[POSITION] = position_rows(at.seq, at.hash)
-        return Decision(head, events, pending, writes, results)
+        return Decision(head, events, pending, writes, results, erase)
 
     def committed(self, decision: Decision[Result, Pending]) -> None:
         """The batch is durable: fold it into the live state (unless a reader already caught up)."""

@@ -23,6 +23,8 @@ class User(msgspec.Struct, gc=False):
     part: str | None
     team: str | None
     seq: int
+    erased: bool = False
+    version: int = 1  # events in the user's stream so far
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from projections.model import Poll
 from projections.state import LedgerState
 
 _MISSING: Any = object()
+_GONE: Any = object()  # a key this layer deleted: absent here, whatever the base holds
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -38,6 +39,8 @@ class Layer(MutableMapping[K, V], Generic[K, V]):
         """The value here, else a copy of the base's (kept here), else ``default``; no KeyError is
         raised and caught on a miss."""
         value = self.own.get(key, _MISSING)
+        if value is _GONE:
+            return default
         if value is not _MISSING:
             return value
         value = self.base.get(key, _MISSING)
@@ -51,17 +54,20 @@ class Layer(MutableMapping[K, V], Generic[K, V]):
         self.own[key] = value
 
     def __delitem__(self, key: K) -> None:
-        raise TypeError("projections never forget")
+        if key not in self:
+            raise KeyError(key)
+        self.own[key] = _GONE
 
     def __contains__(self, key: object) -> bool:
-        return key in self.own or key in self.base
+        value = self.own.get(key, _MISSING)  # type: ignore[arg-type]
+        return value is not _GONE and (value is not _MISSING or key in self.base)
 
     def __iter__(self) -> Iterator[K]:
-        yield from self.own
+        yield from (k for k, v in self.own.items() if v is not _GONE)
         yield from (k for k in self.base if k not in self.own)
 
     def __len__(self) -> int:
-        return len(self.base) + sum(1 for k in self.own if k not in self.base)
+        return sum(1 for _ in self)
 
 
 def _copy_poll(poll: Poll) -> Poll:
@@ -86,5 +92,6 @@ def scratch(state: LedgerState) -> LedgerState:
 
 
 def touched(mapping: MutableMapping[K, V]) -> dict[K, V]:
-    """What a scratch map holds of its own (everything the batch added or changed)."""
+    """What a scratch map holds of its own (everything the batch added or changed; projection
+    tables keep every record, so none of these maps has a key deleted)."""
     return mapping.own if isinstance(mapping, Layer) else dict(mapping)

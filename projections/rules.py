@@ -12,6 +12,7 @@ from ledger.events import (
     PollClosed,
     PollCreated,
     PollOpened,
+    UserErased,
     UserRegistered,
     VoteCast,
 )
@@ -39,6 +40,9 @@ def expected_version(state: LedgerState, event: Event) -> int:
     if isinstance(event, (CandidateAdded, PollOpened, PollClosed)):
         poll = state.polls.get(event.poll_id)
         return poll.stream_version + 1 if poll else 1
+    if isinstance(event, UserErased):
+        user = state.users.get(event.user_id)
+        return user.version + 1 if user else 1
     return 1
 
 
@@ -53,6 +57,11 @@ def violation(
             return PollConfigError(f"user id {event.user_id} is already taken")
         if private is not None and private.email in state.users_by_email:
             return EmailTakenError("this email is already registered", {"email": "already taken"})
+        return None
+    if isinstance(event, UserErased):
+        user = state.users.get(event.user_id)
+        if user is None or user.erased:
+            return UnknownUserError("no such user, or already erased")
         return None
     if isinstance(event, PollCreated):
         if event.poll_id in state.polls:
@@ -86,7 +95,7 @@ def vote_violation(state: LedgerState, vote: VoteCast) -> DomainError | None:
             {"candidateId": "unknown candidate"},
         )
     user = state.users.get(vote.user_id)
-    if user is None:
+    if user is None or user.erased:
         return UnknownUserError("the ledger does not know this user")
     if poll.status == "pending" or (poll.opens_at is not None and vote.at < poll.opens_at):
         return PollNotOpenError(f"poll {poll.poll_id!r} is not open yet")

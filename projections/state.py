@@ -22,6 +22,7 @@ from ledger.events import (
     PollClosed,
     PollCreated,
     PollOpened,
+    UserErased,
     UserRegistered,
     VoteCast,
     decode,
@@ -195,6 +196,16 @@ def _user_registered(
         state.users_by_email[user.email] = event.user_id
 
 
+def _user_erased(state: LedgerState, seq: int, event: UserErased, _: object) -> None:
+    user = state.users[event.user_id]
+    if user.email is not None:
+        del state.users_by_email[user.email]
+    # a new record, not a change to the old one: a batch's scratch state shares the live records
+    state.users[event.user_id] = msgspec.structs.replace(
+        user, email=None, name=None, seq=seq, erased=True, version=user.version + 1
+    )
+
+
 def _poll_created(state: LedgerState, seq: int, event: PollCreated, _: object) -> None:
     state.polls[event.poll_id] = Poll(
         event.poll_id, event.title, event.policy, event.results, event.legacy,
@@ -258,4 +269,5 @@ _HANDLERS: dict[type[Event], Callable[[LedgerState, int, Any, PrivateFields | No
     PollOpened: _poll_opened,
     PollClosed: _poll_closed,
     VoteCast: _vote_cast,
+    UserErased: _user_erased,
 }

@@ -18,8 +18,9 @@ USERS = TableSpec(
     (Column("user_id", str), Column("email", str, nullable=True, unique=True),
      Column("name", str, nullable=True), Column("part", str, nullable=True),
      Column("team", str, nullable=True), Column("seq", int)),
-    replace=False,  # a new user must not collide: the email constraint is the last defence
 )
+"""Upserted by user id (an erasure empties the email and name); an email taken by another user
+still fails the write: the unique constraint is the last defence."""
 
 
 def user_row(u: User) -> Row:

@@ -76,6 +76,7 @@ _INSERT_PRIVATE = (
     "INSERT INTO private_data (event_id, salt, body)"
     " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[])"
 )
+_ERASE = "DELETE FROM private_data WHERE event_id IN (SELECT id FROM events WHERE stream = ANY($1::text[]))"
 _MAX_SEQ = 2**63 - 1
 _UNAVAILABLE = (
     OSError,
@@ -250,20 +251,35 @@ class PostgresEventStore(EventStore):
             yield found[start : start + READ_CHUNK]
 
     async def append(
-        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES,
+        erase: Sequence[str] = (),
     ) -> list[StoredEvent]:
         self._writable()
         try:
             async with self._connection() as conn:
-                return await self._append(conn, head, events, writes)
+                foreign = await self._append(conn, head, events, writes, erase)
         except StoreUnavailableError:
             # the connection went mid-commit: whether the batch landed first is for the log to say
             if events and await self._landed(events[-1]):
                 return []
             raise
+        if erase and not foreign:
+            await self._vacuum(["private_data", *(quoted(spec.name) for spec in writes)])
+        return foreign
+
+    async def _vacuum(self, tables: list[str]) -> None:
+        """Reclaim the dead row versions an erasure left in ``tables`` (VACUUM cannot run in a
+        transaction). What it cannot reach, PostgreSQL's WAL, its archives and backups, the README
+        says."""
+        try:
+            async with self._connection() as conn:
+                await conn.execute(f"VACUUM {', '.join(tables)}")
+        except LedgerError as exc:
+            log.warning("%s: VACUUM after an erasure failed: %s", self.label, exc)
 
     async def _append(
-        self, conn: asyncpg.Connection, head: Head, events: Sequence[StoredEvent], writes: TableWrites
+        self, conn: asyncpg.Connection, head: Head, events: Sequence[StoredEvent], writes: TableWrites,
+        erase: Sequence[str],
     ) -> list[StoredEvent]:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
@@ -286,6 +302,8 @@ class PostgresEventStore(EventStore):
             for spec, rows in writes.items():
                 if rows:
                     await conn.executemany(write_sql(spec), rows)
+            if erase:
+                await conn.execute(_ERASE, list(erase))
             if events:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(events[-1].seq))
         return []

@@ -3,7 +3,7 @@
 ``ledger.sqlite.client`` starts it (``main(URI, PATH, BUSY_TIMEOUT_MS)`` in a new interpreter) and
 talks to it over its standard input and output, one request at a time, each a length-prefixed
 pickle. It first answers ``(True, None)`` once its connection is open (or ``(False, error)`` and
-ends); then ``("batch", head, event rows, statements)`` gets ``(True, foreign event rows)``,
+ends); then ``("batch", head, event rows, statements, wipe)`` gets ``(True, foreign event rows)``,
 ``("probe",)`` a tiny durable write and ``(True, None)``, any failure ``(False, error)``, and
 ``None`` ends it after ``(True, None)``. Its SQLite work holds no lock that the server's
 event loop needs: in a thread of the server, every step of a commit waited for the interpreter lock
@@ -32,7 +32,8 @@ from ledger.errors import LedgerError
 from ledger.sqlite.steps import BATCH_CACHE_KIB, Connection, Row, Statement, translate, writer_connection
 from ledger.store import Head, StoredEvent
 
-Batch = tuple[tuple[int, bytes], list[Row], list[Statement]]  # a head, event rows, statements
+Batch = tuple[tuple[int, bytes], list[Row], list[Statement], bool]
+"""A head, event rows, statements, and whether to wipe the WAL once committed (an erasure)."""
 
 FRAME = struct.Struct("<I")  # each message's length, before it
 
@@ -95,8 +96,10 @@ def _answer(connection: Connection, request: object) -> object:
     """What one request asks of the connection: a batch (the foreign events it missed) or a probe."""
     kind, *fields = cast(tuple[object, ...], request)
     if kind == "batch":
-        head, rows, statements = cast(Batch, fields)
+        head, rows, statements, wipe = cast(Batch, fields)
         foreign = connection.commit_batch(Head(*head), StoredEvent.from_rows(rows), statements)
+        if wipe and not foreign:
+            connection.wipe_wal()
         return [tuple(e) for e in foreign]
     if kind == "probe":
         connection.probe()

@@ -75,10 +75,12 @@ class BatchWriter:
             raise
 
     async def commit_batch(
-        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement]
+        self, head: Head, events: Sequence[StoredEvent], statements: Sequence[Statement],
+        wipe: bool = False,
     ) -> list[StoredEvent]:
+        """Commit a batch; with ``wipe``, empty the WAL once it is committed (an erasure)."""
         # plain tuples: pickling a named tuple costs a Python call each, three times the whole row
-        batch = ("batch", (head.seq, head.hash), [tuple(e) for e in events], list(statements))
+        batch = ("batch", (head.seq, head.hash), [tuple(e) for e in events], list(statements), wipe)
         rows = cast(list[Row], await self._request(batch))
         return StoredEvent.from_rows(rows)
 

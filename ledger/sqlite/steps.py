@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ def writer_connection(
     try:
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         conn.execute("PRAGMA synchronous = FULL")
+        # deleted content is overwritten with zeros, so that an erasure leaves nothing to recover
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute(f"PRAGMA cache_size = -{cache_kib}")
         # checkpoints run beside the writers (SqliteEventStore._checkpoints) or between batches
         # (ledger.sqlite.batch_writer), never inside a commit
@@ -97,6 +100,7 @@ class Connection:
         self.conn = conn
         self.path = path
         self.max_variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self.busy_timeout_ms: int = conn.execute("PRAGMA busy_timeout").fetchone()[0]
 
     def head(self) -> Head:
         return head_of(self.conn)
@@ -176,6 +180,17 @@ class Connection:
         here is the next write's to report."""
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def wipe_wal(self) -> None:
+        """Copy the whole WAL back into the database file and truncate it to nothing, so that no
+        older version of a page (erased data, say) is left in it. It waits for readers on older
+        snapshots, up to the busy timeout; a WAL still in use then is the next erasure's to wipe."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy or time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
 
     def probe(self) -> None:
         """A tiny durable write beside the log: it fails when the disk or the file cannot take one."""

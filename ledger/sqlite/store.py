@@ -75,6 +75,9 @@ def _above(prefix: str) -> str | bytes:
     return stem[:-1] + chr(0xE000 if above == 0xD800 else above)  # no text holds a surrogate
 
 
+_ERASE = "DELETE FROM private_data WHERE event_id IN (SELECT id FROM events WHERE stream = ?)"
+
+
 @cache
 def _write_sql(spec: TableSpec) -> str:
     return write_statement(spec, [])[0]
@@ -291,15 +294,18 @@ class SqliteEventStore(EventStore):
             rows = await ahead if ahead is not None else []
 
     async def append(
-        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES,
+        erase: Sequence[str] = (),
     ) -> list[StoredEvent]:
         statements: list[Statement] = [(_write_sql(spec), rows) for spec, rows in writes.items() if rows]
+        if erase:  # secure_delete zeroes the rows' bytes in the file; the WAL is wiped after
+            statements.append((_ERASE, [(stream,) for stream in erase]))
         writer, batches = self._writable(), self._batch_writer()
         async with self._write_lock:
             attempts = BATCH_WRITER_ATTEMPTS
             while True:
                 try:
-                    return await batches.commit_batch(head, events, statements)
+                    return await batches.commit_batch(head, events, statements, wipe=bool(erase))
                 except BatchWriterGone as gone:
                     # It ended mid-request: whether the batch committed first is for the log to say.
                     if events and await writer.run(writer.hash_at, events[-1].seq) == events[-1].hash:

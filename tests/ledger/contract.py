@@ -814,6 +814,34 @@ class EventStoreContract(abc.ABC):
         assert without.private is None
         assert [e.private for e in await read_streams(store, "user:a")] == [private]
 
+    async def test_an_erasure_destroys_the_private_data_of_its_streams_and_keeps_the_events(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        ada, bo = (PrivateData(os.urandom(16), canonical({"email": f"{n}@example.org"})) for n in "ab")
+        kept = await append(store, [user_event("a", ada), user_event("b", bo)])
+        erasure = stream_event("user:a", version=2)
+
+        head = await store.head()
+        stored = chain(head, [erasure])
+        assert await store.append(head, stored, erase=["user:a", "user:nobody"]) == []
+
+        for reader in (store, other):  # as every store on the ledger reads it from now on
+            events = await read_all(reader)
+            assert [e.seq for e in events] == [1, 2, 3]
+            assert [e.hash for e in events] == [kept[0].hash, kept[1].hash, stored[0].hash]
+            assert events[0].private is None and events[1].private == bo
+            assert [e.private for e in await read_streams(reader, "user:a")] == [None, None]
+
+    async def test_an_erasure_in_a_batch_that_fails_erases_nothing(self, store: EventStore) -> None:
+        ada = PrivateData(os.urandom(16), canonical({"email": "ada@example.org"}))
+        await append(store, [user_event("a", ada), poll_event("p", 1)])
+        head = await store.head()
+
+        with pytest.raises(ConcurrencyError):  # a taken stream version takes the erasure down too
+            await store.append(head, chain(head, [poll_event("p", 1)]), erase=["user:a"])
+
+        assert (await read_all(store))[0].private == ada
+
     async def test_private_data_rolls_back_with_its_event(self, store: EventStore) -> None:
         private = PrivateData(b"salt", b"{}")
         with pytest.raises(ConcurrencyError):

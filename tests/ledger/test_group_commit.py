@@ -56,9 +56,10 @@ class CountingStore(SqliteEventStore):
     commits = 0
 
     async def append(
-        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES,
+        erase: Sequence[str] = (),
     ) -> list[StoredEvent]:
-        foreign = await super().append(head, events, writes)
+        foreign = await super().append(head, events, writes, erase)
         if not foreign:
             self.commits += 1
         return foreign
@@ -73,9 +74,10 @@ class HeldAnswerStore(SqliteEventStore):
         self.release = asyncio.Event()
 
     async def append(
-        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES,
+        erase: Sequence[str] = (),
     ) -> list[StoredEvent]:
-        foreign = await super().append(head, events, writes)
+        foreign = await super().append(head, events, writes, erase)
         self.committed.set()
         await self.release.wait()
         return foreign
@@ -90,11 +92,12 @@ class GatedStore(SqliteEventStore):
         self.gate = asyncio.Event()
 
     async def append(
-        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES
+        self, head: Head, events: Sequence[StoredEvent], writes: TableWrites = EMPTY_WRITES,
+        erase: Sequence[str] = (),
     ) -> list[StoredEvent]:
         self.waiting.set()
         await self.gate.wait()
-        return await super().append(head, events, writes)
+        return await super().append(head, events, writes, erase)
 
 
 @pytest.fixture(params=["sqlite", "memory"])

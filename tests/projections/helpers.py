@@ -208,12 +208,15 @@ def digest(path: Path) -> str:
 
 
 def copy_ledger(src: Path, dst: Path) -> Path:
-    """A copy of a closed ledger file (and its WAL, should one be left)."""
+    """A copy of a closed ledger file (and its WAL, should one be left), readable by its owner
+    alone, as the service keeps its own."""
     shutil.copyfile(src, dst)
+    dst.chmod(0o600)
     for suffix in ("-wal", "-shm"):
         side = src.with_name(src.name + suffix)
         if side.exists():
             shutil.copyfile(side, dst.with_name(dst.name + suffix))
+            dst.with_name(dst.name + suffix).chmod(0o600)
     return dst
 
 

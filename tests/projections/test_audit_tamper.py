@@ -7,7 +7,6 @@ import gc
 import json
 import os
 import sqlite3
-from contextlib import closing
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ledger.errors import LedgerError, NotALedgerError
 from ledger.open import open_store
 from ledger.store import EventStore
 from projections.audit import audit
+from projections.commands import EraseUser
 from projections.rebuild import rebuild
 from projections.state import collector_paused
 from tests.projections.helpers import (
@@ -32,11 +32,13 @@ from tests.projections.helpers import (
     forge,
     forged_vote,
     live_tables,
+    open_ledger,
     rechain,
     replay_file,
     replay_in_two,
     tamper,
 )
+from tests.reliability.helpers import run_cli
 
 
 @pytest.fixture
@@ -292,18 +294,28 @@ async def test_private_data_attached_to_a_vote_fails_the_commitment_check(built:
     assert (failure.seq, failure.check) == (seq, "commitment")
 
 
-async def test_erasing_a_users_private_data_keeps_the_audit_passing(built: Built, copy: Path) -> None:
+async def test_an_erasure_keeps_the_audit_passing_and_a_bare_deletion_fails_it(
+    built: Built, copy: Path
+) -> None:
     state = await replay_file(built.path)
-    user = state.users[built.users[9]]
-    with tamper(copy) as conn:
-        event_id = conn.execute("SELECT id FROM events WHERE seq = ?", (user.seq,)).fetchone()[0]
-        conn.execute("DELETE FROM private_data WHERE event_id = ?", (event_id,))
-        conn.execute("UPDATE users SET email = NULL, name = NULL WHERE user_id = ?",
-                     (user.user_id,))
+    erased, deleted = state.users[built.users[9]], state.users[built.users[10]]
+    ledger = await open_ledger(copy)
+    try:
+        await ledger.execute(EraseUser(erased.user_id))
+    finally:
+        await ledger.close()
 
     report = await audit_file(copy)
     assert report.ok, report.failure
-    assert report.state.users[user.user_id].email is None
+    assert report.state.users[erased.user_id].email is None
+
+    with tamper(copy) as conn:  # the same row gone without the event that says why
+        event_id = conn.execute("SELECT id FROM events WHERE seq = ?", (deleted.seq,)).fetchone()[0]
+        conn.execute("DELETE FROM private_data WHERE event_id = ?", (event_id,))
+        conn.execute("UPDATE users SET email = NULL, name = NULL WHERE user_id = ?", (deleted.user_id,))
+
+    failure = (await audit_file(copy)).failure
+    assert failure is not None and (failure.seq, failure.check) == (deleted.seq, "commitment")
 
 
 async def test_a_broken_chain_is_named_before_a_projection_row_that_differs(
@@ -333,12 +345,9 @@ async def test_private_data_erased_while_the_audit_runs_is_seen_as_of_the_audits
         if erased:
             return
         erased.append(done)
-        with closing(sqlite3.connect(copy, isolation_level=None)) as conn:
-            event_id = conn.execute("SELECT id FROM events WHERE seq = ?", (last.seq,)).fetchone()[0]
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM private_data WHERE event_id = ?", (event_id,))
-            conn.execute("UPDATE users SET email = NULL, name = NULL WHERE user_id = ?", (last.user_id,))
-            conn.execute("COMMIT")
+        assert last.email is not None
+        done_ = run_cli("users", "erase", last.email, "--db", str(copy))  # another process
+        assert done_.returncode == 0, done_.stderr
 
     reopen = partial(open_store, copy, readonly=True) if processes == 2 else None
     store = await open_store(copy, readonly=True)
