@@ -24,7 +24,7 @@ from projections.model import User
 from projections.state import LedgerState
 
 
-class _Claims(msgspec.Struct):
+class Claims(msgspec.Struct):
     """The claims a token must carry (others are ignored), as RFC 7519 NumericDates: integers only.
 
     PyJWT checks their values against the clock but reads them with ``int()``, which a string, a
@@ -35,6 +35,8 @@ class _Claims(msgspec.Struct):
     exp: int
     iat: int
     nbf: int | msgspec.UnsetType = msgspec.UNSET
+    jti: str | None = None  # the token's own id, which a logout names
+    gen: int = 0  # the user's logouts from everywhere when it was issued
 
 
 def _invalid() -> ApiError:
@@ -91,9 +93,10 @@ class SecretError(SettingsError):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a valid token speaks for."""
+    """Who a valid token speaks for, and the token's own id (None for a token that has none)."""
 
     user: User
+    token_id: str | None = None
 
 
 def extract_token(value: str | None) -> str | None:
@@ -165,20 +168,20 @@ class VerifiedTokens:
 
     def __init__(self, size: int = TOKEN_CACHE_SIZE) -> None:
         self._size = size
-        self._entries: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._entries: OrderedDict[str, Claims] = OrderedDict()
 
-    def get(self, token: str, now: float) -> str | None:
-        """The user id of a kept token still valid at ``now``; None otherwise."""
-        entry = self._entries.get(token)
-        if entry is None:
+    def get(self, token: str, now: float) -> Claims | None:
+        """The claims of a kept token still valid at ``now``; None otherwise."""
+        claims = self._entries.get(token)
+        if claims is None:
             return None
-        if entry[1] <= now:
+        if claims.exp <= now:
             del self._entries[token]
             return None
-        return entry[0]
+        return claims
 
-    def put(self, token: str, user_id: str, exp: int) -> None:
-        self._entries[token] = (user_id, exp)
+    def put(self, token: str, claims: Claims) -> None:
+        self._entries[token] = claims
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
 
@@ -196,9 +199,13 @@ class Authenticator(Passwords):
         self._verified = VerifiedTokens()
 
     def issue(self, user: User) -> str:
-        """A signed token carrying ``sub`` (the user id), ``email``, ``iat`` and ``exp``."""
+        """A signed token carrying ``sub`` (the user id), ``email``, ``iat``, ``exp``, its own id
+        (``jti``, for a logout) and the user's logouts from everywhere so far (``gen``)."""
         now = int(time.time())
-        claims = {"sub": user.user_id, "email": user.email, "iat": now, "exp": now + self._lifetime}
+        claims = {
+            "sub": user.user_id, "email": user.email, "iat": now, "exp": now + self._lifetime,
+            "jti": secrets.token_hex(16), "gen": user.generation,
+        }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     @property
@@ -212,17 +219,19 @@ class Authenticator(Passwords):
             raise ApiError(401, "missing_token", "log in first: send the token in Authorization")
         if not token.isascii():
             raise _invalid()
-        user_id = self._verified.get(token, time.time())
-        if user_id is None:
-            user_id, exp = self._decode(token)
-            self._verified.put(token, user_id, exp)
-        user = state.users.get(user_id)
+        claims = self._verified.get(token, time.time())
+        if claims is None:
+            claims = self._decode(token)
+            self._verified.put(token, claims)
+        user = state.users.get(claims.sub)
         if user is None or user.erased:
             raise ApiError(401, "invalid_token", "the token names a user this ledger does not know")
-        return Identity(user)
+        if claims.gen < user.generation or (claims.jti is not None and claims.jti in state.revoked_tokens):
+            raise ApiError(401, "token_revoked", "this token was logged out; log in again")
+        return Identity(user, claims.jti)
 
-    def _decode(self, token: str) -> tuple[str, int]:
-        """Verify an HS256 JWT with PyJWT and return its ``sub`` and ``exp``; ApiError 401 otherwise.
+    def _decode(self, token: str) -> Claims:
+        """Verify an HS256 JWT with PyJWT and return its claims; ApiError 401 otherwise.
 
         Only HS256 passes, so ``none`` and every other algorithm are refused; ``sub``, ``iat`` and
         ``exp`` are required; a token whose ``iat`` or ``nbf`` is still to come is refused, and one
@@ -235,12 +244,12 @@ class Authenticator(Passwords):
         try:
             payload = jwt.decode(token, self._secret, algorithms=["HS256"],
                                  options={"require": ["exp", "iat", "sub"]})
-            claims = msgspec.convert(payload, _Claims)
+            claims = msgspec.convert(payload, Claims)
         except jwt.ExpiredSignatureError:
             raise ApiError(401, "token_expired", "the token has expired; log in again") from None
         except (jwt.PyJWTError, msgspec.ValidationError):
             raise _invalid() from None
-        return claims.sub, claims.exp
+        return claims
 
 
 class LoginThrottle:

@@ -30,7 +30,8 @@ async def login(request: web.Request) -> web.Response:
     """Form or JSON ``email, password`` → the bare JWT as text/plain."""
     data = load(LEGACY_LOGIN, await legacy_fields(request))
     token, _ = await log_in(request, data["email"], data["password"])
-    return web.Response(text=token, content_type="text/plain")
+    # the bare token, as 2020 clients read it; kept by its client, never by a cache
+    return web.Response(text=token, content_type="text/plain", headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/auth/token")

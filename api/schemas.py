@@ -88,6 +88,12 @@ class ResultsQuerySchema(Strict):
     })
 
 
+class LogoutQuerySchema(Strict):
+    everywhere = fields.Boolean(load_default=False, metadata={
+        "description": "Log out every token of the user issued so far, not just this one."
+    })
+
+
 class UserSchema(Schema):
     id = fields.String(required=True)
     email = fields.String(required=True, allow_none=True)
@@ -234,6 +240,7 @@ def _first(value: Any) -> str:
 USER_CREATE = UserCreateSchema()
 LOGIN = LoginSchema()
 ERASE_ME = EraseMeSchema()
+LOGOUT_QUERY = LogoutQuerySchema()
 LEGACY_SIGNUP = LegacySignupSchema()
 LEGACY_LOGIN = LegacyLoginSchema()
 VOTE_REQUEST = VoteRequestSchema()

@@ -9,9 +9,18 @@ from api.bodies import json_body
 from api.errors import ApiError
 from api.keys import AUTH, LEDGER, RESPONSES
 from api.responses import json_bytes_response, json_response
-from api.schemas import ERASE_ME, LOGIN, MAX_ID, RESULTS_QUERY, USER_CREATE, VOTE_REQUEST, load
+from api.schemas import (
+    ERASE_ME,
+    LOGIN,
+    LOGOUT_QUERY,
+    MAX_ID,
+    RESULTS_QUERY,
+    USER_CREATE,
+    VOTE_REQUEST,
+    load,
+)
 from api.views import me_json, poll_json, results_json, user_json, vote_json
-from projections.commands import EraseUser
+from projections.commands import EraseUser, LogOut
 from projections.queries import check_results_visible, get_poll, tally, tally_at
 
 routes = web.RouteTableDef()
@@ -46,10 +55,24 @@ async def create_user(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     data = load(LOGIN, await json_body(request))
     token, user = await log_in(request, data["email"], data["password"])
-    return json_response({
+    response = json_response({
         "accessToken": token, "tokenType": "Bearer", "expiresIn": request.app[AUTH].lifetime,
         "user": user_json(user),
     })
+    response.headers["Cache-Control"] = "no-store"  # a token is kept by its client, not a cache
+    return response
+
+
+@routes.post(f"{PREFIX}/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    """Void the presented token, or (``?everywhere=true``) every token of the user issued so far:
+    an event in the ledger, so every node and every restart honours it. A token without an id of
+    its own (issued by an older version) can only go with all the others."""
+    identity = authenticate(request)
+    everywhere = load(LOGOUT_QUERY, dict(request.query))["everywhere"] or identity.token_id is None
+    token_id = None if everywhere else identity.token_id
+    await request.app[LEDGER].execute(LogOut(identity.user.user_id, token_id))
+    return web.Response(status=204)
 
 
 @routes.get(f"{PREFIX}/me")

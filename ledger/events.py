@@ -127,8 +127,20 @@ class UserErased(Event, frozen=True):
         return user_stream(self.user_id)
 
 
+class LoggedOut(Event, frozen=True):
+    """A user logged out: one token (``token_id``, its ``jti``), or every token issued to them
+    before this event (``token_id`` None). Every node and every restart honours it."""
+
+    TYPE: ClassVar[str] = "LoggedOut"
+    user_id: str
+    token_id: str | None = None
+
+    def stream(self) -> str:
+        return user_stream(self.user_id)
+
+
 def user_stream(user_id: str) -> str:
-    """The stream of one user's registration and erasure."""
+    """The stream of one user's registration, logouts and erasure."""
     return f"user:{user_id}"
 
 
@@ -149,7 +161,8 @@ def ballot_stream(poll_id: str, user_id: str) -> str:
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (UserRegistered, PollCreated, CandidateAdded, PollOpened, PollClosed, VoteCast, UserErased)
+    for cls in (UserRegistered, PollCreated, CandidateAdded, PollOpened, PollClosed, VoteCast, UserErased,
+                LoggedOut)
 }
 
 # (type, version) -> function turning that version's data into the next version's data.

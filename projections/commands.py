@@ -19,6 +19,7 @@ from ledger.errors import EncodingError
 from ledger.events import (
     CandidateAdded,
     Event,
+    LoggedOut,
     PollClosed,
     PollCreated,
     PollOpened,
@@ -54,6 +55,14 @@ class EraseUser:
     """Erase a user's personal data: their private data goes, their votes stay."""
 
     user_id: str
+
+
+@dataclass(frozen=True)
+class LogOut:
+    """Void one token of a user (its ``jti``), or (``token_id`` None) every token issued so far."""
+
+    user_id: str
+    token_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ class SetPollStatus:
     open: bool
 
 
-Command = RegisterUser | CastVote | SyncPolls | SetPollStatus | EraseUser
+Command = RegisterUser | CastVote | SyncPolls | SetPollStatus | EraseUser | LogOut
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,11 @@ def _vote(cmd: CastVote, view: LedgerState, now_ms: int) -> Plan | VoteRecord:
 @decide.register
 def _erase(cmd: EraseUser, view: LedgerState, now_ms: int) -> Plan:
     return Plan([Pending(UserErased(cmd.user_id), erases=user_stream(cmd.user_id))], _appended)
+
+
+@decide.register
+def _log_out(cmd: LogOut, view: LedgerState, now_ms: int) -> Plan:
+    return Plan([Pending(LoggedOut(cmd.user_id, cmd.token_id))], _appended)
 
 
 @decide.register

@@ -25,6 +25,7 @@ class User(msgspec.Struct, gc=False):
     seq: int
     erased: bool = False
     version: int = 1  # events in the user's stream so far
+    generation: int = 0  # logouts from everywhere so far: a token of an earlier one is void
 
 
 @dataclass(slots=True)

@@ -85,6 +85,7 @@ def scratch(state: LedgerState) -> LedgerState:
         candidates=Layer(state.candidates),  # type: ignore[arg-type]
         ballots=Layer(state.ballots, copy.copy),  # type: ignore[arg-type]
         idempotency=Layer(state.idempotency),  # type: ignore[arg-type]
+        revoked_tokens=Layer(state.revoked_tokens),  # type: ignore[arg-type]
         legacy_poll_id=state.legacy_poll_id,
     )
     result: LedgerState = layered

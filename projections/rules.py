@@ -9,6 +9,7 @@ from __future__ import annotations
 from ledger.events import (
     CandidateAdded,
     Event,
+    LoggedOut,
     PollClosed,
     PollCreated,
     PollOpened,
@@ -40,7 +41,7 @@ def expected_version(state: LedgerState, event: Event) -> int:
     if isinstance(event, (CandidateAdded, PollOpened, PollClosed)):
         poll = state.polls.get(event.poll_id)
         return poll.stream_version + 1 if poll else 1
-    if isinstance(event, UserErased):
+    if isinstance(event, (UserErased, LoggedOut)):
         user = state.users.get(event.user_id)
         return user.version + 1 if user else 1
     return 1
@@ -58,7 +59,7 @@ def violation(
         if private is not None and private.email in state.users_by_email:
             return EmailTakenError("this email is already registered", {"email": "already taken"})
         return None
-    if isinstance(event, UserErased):
+    if isinstance(event, (UserErased, LoggedOut)):
         user = state.users.get(event.user_id)
         if user is None or user.erased:
             return UnknownUserError("no such user, or already erased")

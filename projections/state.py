@@ -19,6 +19,7 @@ from ledger.errors import CorruptEventError
 from ledger.events import (
     CandidateAdded,
     Event,
+    LoggedOut,
     PollClosed,
     PollCreated,
     PollOpened,
@@ -91,6 +92,7 @@ class LedgerState:
     candidates: dict[int, Candidate] = field(default_factory=dict)
     ballots: dict[tuple[str, str], Ballot] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], VoteRecord] = field(default_factory=dict)
+    revoked_tokens: dict[str, int] = field(default_factory=dict)  # a logged-out token id -> seq
     legacy_poll_id: str | None = None
     events_by_type: dict[str, int] = field(default_factory=dict)
 
@@ -140,6 +142,7 @@ class LedgerState:
         self.users_by_email.update(other.users_by_email)
         self.ballots.update(other.ballots)
         self.idempotency.update(other.idempotency)
+        self.revoked_tokens.update(other.revoked_tokens)
         for name, count in other.events_by_type.items():
             if name not in _POLL_TYPES:  # those both shards counted
                 self.events_by_type[name] = self.events_by_type.get(name, 0) + count
@@ -203,6 +206,16 @@ def _user_erased(state: LedgerState, seq: int, event: UserErased, _: object) -> 
     # a new record, not a change to the old one: a batch's scratch state shares the live records
     state.users[event.user_id] = msgspec.structs.replace(
         user, email=None, name=None, seq=seq, erased=True, version=user.version + 1
+    )
+
+
+def _logged_out(state: LedgerState, seq: int, event: LoggedOut, _: object) -> None:
+    user = state.users[event.user_id]
+    if event.token_id is not None:
+        state.revoked_tokens[event.token_id] = seq
+    generation = user.generation + (event.token_id is None)
+    state.users[event.user_id] = msgspec.structs.replace(
+        user, version=user.version + 1, generation=generation
     )
 
 
@@ -270,4 +283,5 @@ _HANDLERS: dict[type[Event], Callable[[LedgerState, int, Any, PrivateFields | No
     PollClosed: _poll_closed,
     VoteCast: _vote_cast,
     UserErased: _user_erased,
+    LoggedOut: _logged_out,
 }

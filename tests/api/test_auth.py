@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 import pytest
 
-from api.auth import VerifiedTokens
+from api.auth import Claims, VerifiedTokens
 from api.keys import SETTINGS
 from tests.api.helpers import (
     Client,
@@ -127,8 +127,9 @@ async def test_an_expired_token_is_refused_even_after_it_was_accepted(client: Cl
 
 def test_verified_tokens_forget_a_token_at_its_exp() -> None:
     verified = VerifiedTokens(size=4)
-    verified.put("t", "user", exp=1000)
-    assert verified.get("t", now=999.5) == "user"
+    claims = Claims(sub="user", exp=1000, iat=0)
+    verified.put("t", claims)
+    assert verified.get("t", now=999.5) == claims
     assert verified.get("t", now=1000) is None
     assert verified.get("t", now=10) is None  # gone, not merely hidden
     assert len(verified) == 0
@@ -137,9 +138,10 @@ def test_verified_tokens_forget_a_token_at_its_exp() -> None:
 def test_verified_tokens_keep_at_most_their_size_and_drop_the_oldest_first() -> None:
     verified = VerifiedTokens(size=3)
     for n in range(5):
-        verified.put(f"t{n}", f"user{n}", exp=10**9)
+        verified.put(f"t{n}", Claims(sub=f"user{n}", exp=10**9, iat=0))
     assert len(verified) == 3
-    assert [verified.get(f"t{n}", now=0) for n in range(5)] == [None, None, "user2", "user3", "user4"]
+    kept = [verified.get(f"t{n}", now=0) for n in range(5)]
+    assert [c.sub if c else None for c in kept] == [None, None, "user2", "user3", "user4"]
 
 
 # --- the generated secret ---------------------------------------------------------------------------
