@@ -37,15 +37,44 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+class _RepeatedKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members, refusing a key given twice: parsers disagree on which one wins (the
+    first, the last, an error), so a body that repeats one means different things to different
+    readers."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKeyError(key)
+            seen.add(key)
+    return data
+
+
+# Built once: json.loads given a hook builds a decoder per call, 3 µs of a vote's time.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def _parse_json(text: str) -> Any:
     try:
-        data = json.loads(text)
+        data = _DECODER.decode(text)
         # only a \u escape can spell a lone surrogate, so most bodies skip the walk
         if "\\u" in text and _has_lone_surrogate(data):
             raise _bad("the body holds a lone surrogate (\\uD800 to \\uDFFF), which is not text")
         return data
     except json.JSONDecodeError as exc:
         raise _bad(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except _RepeatedKeyError as exc:
+        key = exc.key.encode("utf-8", "replace").decode()  # a lone surrogate is not text
+        key = key if len(key) <= 64 else key[:64] + "..."
+        raise ApiError(400, "malformed_body", "the body gives a key more than once",
+                       {key: "given more than once"}) from None
     except ValueError:
         raise _bad("the body is not valid JSON") from None
     except RecursionError:

@@ -10,11 +10,23 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, vali
 from api.errors import ApiError
 
 MAX_ID = 2**53 - 1
-_PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+HIDDEN = ("Cc", "Cf")  # Unicode categories: control characters; format characters (U+202E, U+200B...)
+
+
+def visible(value: str) -> bool:
+    """Refuse control characters and format characters: a name or an email with a bidirectional
+    override or a zero-width space would read as someone else's."""
+    if any(unicodedata.category(c) in HIDDEN for c in value):
+        raise ValidationError("must not contain control or invisible format characters")
+    return True
 
 
 def _text(max_length: int, **kwargs: Any) -> fields.String:
-    return fields.String(validate=[validate.Length(min=1, max=max_length), _PRINTABLE], **kwargs)
+    return fields.String(validate=[validate.Length(min=1, max=max_length), visible], **kwargs)
+
+
+def _email(**kwargs: Any) -> fields.Email:
+    return fields.Email(validate=[validate.Length(max=254), visible], **kwargs)
 
 
 class Strict(Schema):
@@ -39,7 +51,7 @@ class Trimmed:
 
 
 class UserCreateSchema(Trimmed, Strict):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = _email(required=True)
     name = _text(100, required=True)
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=1024))
     part = _text(32, load_default=None, allow_none=True)
@@ -63,7 +75,7 @@ class LegacySignupSchema(Trimmed, Schema):
     class Meta:
         unknown = EXCLUDE
 
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = _email(required=True)
     name = _text(100, required=True)
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
     part = _text(32, load_default=None, allow_none=True)

@@ -396,3 +396,31 @@ CONTROL_AUTHORIZATION = [
 ]
 # bytes that are not UTF-8: aiohttp passes them on as lone surrogates
 NON_UTF8_AUTHORIZATION = [b"Bearer \xff\xfe", b"\xc3\x28", b"Bearer \xed\xa0\x80", b"\x80"]
+
+# JSON bodies that give a key twice: parsers disagree on which wins, so every one is a 400
+REPEATED_KEYS = [
+    '{"candidateId": 4, "candidateId": 5}',
+    '{"candidateId": 4, "candidateId": 4}',
+    '{"email": "a@example.org", "email": "b@example.org", "password": "password-123"}',
+    '{"email": "a@example.org", "password": "x", "password": "password-123"}',
+    '{"email": "a@example.org", "name": "A", "password": "password-123", "name": "Admin"}',
+    '{"a": {"b": 1, "b": 2}, "candidateId": 4}',
+    '{"\\u0061": 1, "a": 2}',  # the same key, spelled once escaped
+    '{"\\ud800": 1, "\\ud800": 2}',
+    '{"' + "k" * 5000 + '": 1, "' + "k" * 5000 + '": 2}',
+]
+# format characters (Unicode category Cf) and C1 controls: a name or email holding one reads as another
+HIDDEN_CHARACTERS = [
+    "\u202e",  # right-to-left override
+    "\u202d",  # left-to-right override
+    "\u2066",  # left-to-right isolate
+    "\u200b",  # zero-width space
+    "\u200c",  # zero-width non-joiner
+    "\u200d",  # zero-width joiner
+    "\u2060",  # word joiner
+    "\ufeff",  # zero-width no-break space (BOM)
+    "\u00ad",  # soft hyphen
+    "\u061c",  # Arabic letter mark
+    "\U000e0041",  # tag latin capital letter A
+    "\u009b",  # control sequence introducer (C1 control)
+]

@@ -25,9 +25,11 @@ from projections.audit import audit
 from tests.conftest import TEST_SECRET, MakeClient, make_settings, signup_and_login
 from tests.reliability.corpus import (
     CONTROL_AUTHORIZATION,
+    HIDDEN_CHARACTERS,
     MALFORMED_JSON,
     MEGABYTE,
     NON_UTF8_AUTHORIZATION,
+    REPEATED_KEYS,
     SQL,
     Probe,
     authorization_shapes,
@@ -792,6 +794,54 @@ async def test_a_missing_docs_asset_is_a_404_in_the_error_shape(hostile: TestCli
     probe = Probe(hostile)
     await probe.send("missing asset", "GET", "/docs/assets/nope.js", expect="404")
     probe.check()
+
+
+async def test_a_key_given_twice_in_a_json_body_is_a_400_on_both_surfaces(
+    hostile: TestClient[Any, Any],
+) -> None:
+    probe = Probe(hostile)
+    auth = await _bearer(hostile, "twice@example.org")
+    for text in REPEATED_KEYS:
+        for path in JSON_POSTS + LEGACY_POSTS:
+            status, body = await probe.send(
+                f"repeated key {text[:40]!r}", "POST", path, data=text.encode(), expect="400",
+                headers={**auth, "Content-Type": "application/json"},
+            )
+            if status == 400 and json.loads(body)["error"]["code"] != "malformed_body":
+                probe.problems.append(f"repeated key {text[:40]!r} on {path}: {body[:200]!r}")
+    probe.check()
+    me = await (await hostile.get("/api/v1/me", headers=auth)).json()
+    assert all(not ballot["voted"] for ballot in me["polls"])  # none of those votes counted
+    await _still_healthy(hostile)
+
+
+async def test_format_characters_in_names_and_emails_are_a_400(hostile: TestClient[Any, Any]) -> None:
+    probe = Probe(hostile)
+    for n, hidden in enumerate(HIDDEN_CHARACTERS):
+        good = {"email": f"hidden{n}@example.org", "name": "Hidden", "password": "password-123"}
+        for label, body in (
+            ("name", {**good, "name": f"Ad{hidden}min"}),
+            ("name alone", {**good, "name": hidden}),
+            ("name end", {**good, "name": "Ada" + hidden}),
+            ("part", {**good, "part": f"F{hidden}E"}),
+            ("team", {**good, "team": hidden + "Team"}),
+            ("email local", {**good, "email": f"hid{hidden}den{n}@example.org"}),
+            ("email domain", {**good, "email": f"hidden{n}@exam{hidden}ple.org"}),
+            ("email end", {**good, "email": f"hidden{n}@example.org{hidden}"}),
+        ):
+            await probe.send(f"v1 {label} U+{ord(hidden):04X}", "POST", "/api/v1/users", json=body,
+                             expect="400")
+            await probe.send(f"legacy JSON {label} U+{ord(hidden):04X}", "POST", "/auth/signup",
+                             json=body, expect="400")
+            await probe.send(f"legacy form {label} U+{ord(hidden):04X}", "POST", "/auth/signup",
+                             data=body, expect="400")
+    probe.check()
+    # nobody got in under any of those spellings, and names in other scripts still pass
+    polls = await hostile.post("/api/v1/users", json={
+        "email": "hangul@example.org", "name": "정시원", "password": "password-123", "team": "Zoë",
+    })
+    assert polls.status == 201, await polls.text()
+    await _still_healthy(hostile)
 
 
 def test_tokens_forged_with_the_test_secret_are_signed_with_the_services_own(tmp_path: Path) -> None:
