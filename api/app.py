@@ -13,8 +13,8 @@ from api.cors import cors_middleware
 from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, THROTTLE
 from api.middlewares import Handler, error_middleware
 from api.responses import ResponseCache
-from api.settings import Settings
-from ledger.open import open_store
+from api.settings import PREFIX, Settings, SettingsError
+from ledger.open import locate, open_store
 from projections.commands import Appended, SyncPolls
 from projections.polls_file import bundled, load_polls_file
 from projections.service import FRESHNESS, VoteLedger
@@ -22,8 +22,32 @@ from projections.service import FRESHNESS, VoteLedger
 log = logging.getLogger("vote_ledger")
 
 
+class ReadableLedgerError(SettingsError):
+    """The ledger's files are open to other users of the machine."""
+
+
+def refuse_readable_ledger(settings: Settings) -> None:
+    """The ledger holds emails, names and password hashes: refuse to write one whose files other
+    users of this machine can read, unless the operator has said so. (Files the service creates
+    are 0600: see ``ledger.sqlite.store``.)"""
+    path = locate(settings.db).path
+    if path is None or settings.allow_readable_ledger:
+        return
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            raise ReadableLedgerError(
+                f"{file} is open to other users (mode {mode:o}): chmod 600 it, or set "
+                f"{PREFIX}ALLOW_READABLE_LEDGER=1 (serve: --allow-readable-ledger) to use it as it is"
+            )
+
+
 async def open_store_ledger(settings: Settings, create: bool) -> VoteLedger:
     """The ledger file named by the settings, replayed and with its writer started."""
+    refuse_readable_ledger(settings)
     store = await open_store(settings.db, create=create, busy_timeout_ms=settings.busy_timeout)
     try:
         return await VoteLedger.open(store, max_batch=settings.max_batch)

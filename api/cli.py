@@ -59,7 +59,7 @@ def _progress(label: str) -> Callable[[int, int], None] | None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    keys = ("db", "config", "host", "port", "log_format")
+    keys = ("db", "config", "host", "port", "log_format", "allow_readable_ledger")
     return Settings.load({k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
 
 
@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--config", help="polls file (TOML); default: the bundled demo poll")
     serve.add_argument("--log-format", choices=["text", "json"])
+    serve.add_argument("--allow-readable-ledger", action="store_true", default=None,
+                       help="serve a ledger file that other users of this machine can read")
     audit_cmd = command("audit", "check the whole ledger; exit 1 naming the first bad seq", cmd_audit)
     audit_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     processes = 2 if (os.cpu_count() or 1) > 1 else 1

@@ -38,6 +38,7 @@ class Settings:
     login_window: int = 300  # seconds
     busy_timeout: int = 5000  # ms
     max_batch: int = 512  # commands per group commit
+    allow_readable_ledger: bool = False  # serve a ledger file other users of the machine can read
 
     @property
     def secret_file(self) -> Path | None:
@@ -92,6 +93,8 @@ def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}.get(name)
     if kind is None:
         raise SettingsError(f"unknown setting {name!r}")
+    if kind == "bool":
+        return _boolean(name, raw)
     try:
         if kind == "int":
             return int(raw)
@@ -102,3 +105,12 @@ def _convert(name: str, raw: str) -> Any:
     except ValueError:
         raise SettingsError(f"{PREFIX}{name.upper()} must be an integer, not {raw!r}") from None
     return raw
+
+
+def _boolean(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{PREFIX}{name.upper()} must be 1 or 0 (true or false), not {raw!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -88,6 +89,30 @@ def _uri(path: Path) -> str:
     return "file:" + urllib.parse.quote(str(path.resolve()))
 
 
+def _read_only_uri(path: Path) -> tuple[str, bool]:
+    """How to read a ledger without writing to it: the URI, and whether its connections may open
+    the file for writing (and so must be made query-only).
+
+    SQLite reads a WAL ledger through a ``-wal`` and a ``-shm`` file beside it, and a ``mode=ro``
+    connection that finds none creates them and can never remove them. So a ledger nobody has open
+    (no WAL, or an empty one) that this process could write is opened the way its writers open it,
+    with every connection query-only: the last connection to close removes the two files, as
+    SQLite does for its writers, and a service that starts meanwhile shares them safely. Anything
+    else (a WAL with commits in it, a file or directory this process cannot write) is ``mode=ro``.
+    """
+    wal = path.with_name(path.name + "-wal")
+    idle = not wal.exists() or wal.stat().st_size == 0
+    if idle and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return _uri(path), True
+    return f"{_uri(path)}?mode=ro", False
+
+
+def _create_private(path: Path) -> None:
+    """Create a new ledger file readable by its owner only: SQLite gives its ``-wal`` and ``-shm``
+    the database file's mode, so they are 0600 too, whatever the umask."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 class _Writer(Connection):
     """A writer connection driven from a thread of this process (multi-step write transactions).
 
@@ -148,10 +173,12 @@ class SqliteEventStore(EventStore):
     ) -> SqliteEventStore:
         """Open a ledger file; ``create`` makes a new one where none exists.
 
-        Without ``create`` a missing file is a NotALedgerError and nothing is created. ``readonly``
-        never writes to the file at all (audit).
+        Without ``create`` a missing file is a NotALedgerError and nothing is created; a new file
+        is created 0600. ``readonly`` never writes to the file and leaves no file behind (audit:
+        see ``_read_only_uri``).
         """
         path = Path(path)
+        create = create and not readonly
         exists = path.exists() and path.stat().st_size > 0
         if not exists and not create:
             raise NotALedgerError(f"{path}: no ledger at this path")
@@ -159,17 +186,20 @@ class SqliteEventStore(EventStore):
             raise NotALedgerError(f"{path} is not a file")
         if not exists:
             path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"{_uri(path)}?mode=ro" if readonly else _uri(path)
+            _create_private(path)
+        uri, query_only = _read_only_uri(path) if readonly else (_uri(path), False)
         connections: list[Any] = []
         try:
             try:
                 probe = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
                 connections.append(probe)
                 probe.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+                if query_only:
+                    probe.execute("PRAGMA query_only = 1")
                 check_or_create_patiently(probe, path, create, busy_timeout_ms)
             except sqlite3.OperationalError:
                 wal = path.with_name(path.name + "-wal")
-                if not readonly or (wal.exists() and wal.stat().st_size > 0):
+                if not readonly or query_only or (wal.exists() and wal.stat().st_size > 0):
                     raise
                 # On read-only media SQLite cannot make the WAL index it reads through; a file
                 # nobody can write, with no WAL beside it, is safe to read as immutable. (With a
@@ -183,6 +213,8 @@ class SqliteEventStore(EventStore):
             reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             connections.append(reader)
             await reader.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            if query_only:
+                await reader.execute("PRAGMA query_only = 1")
             writer = batches = None
             if not readonly:
                 conn = writer_connection(uri, busy_timeout_ms)
