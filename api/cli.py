@@ -302,10 +302,9 @@ def _trim_heap() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from api.app import create_app
     from api.middlewares import setup_logging
+    from api.server import serve
 
     settings = _settings(args)
     logger = setup_logging(settings.log_format == "json")
@@ -317,10 +316,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     app = create_app(settings)
     app.on_startup.append(_settle_heap)
-    web.run_app(
-        app, host=settings.host, port=settings.port, access_log_class=logger,
-        shutdown_timeout=30, print=lambda msg: print(msg, file=sys.stderr),
-    )
+    serve(app, settings, access_log_class=logger)
     return 0
 
 

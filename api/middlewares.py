@@ -81,11 +81,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except LedgerError:
         log.exception("request %s: ledger error", request_id)
         response = error_response(ApiError(503, "unavailable", "the ledger is unavailable"), request_id)
+    except (ConnectionError, web.RequestPayloadError) as exc:
+        if _client_gone(request):
+            # the client left before its request was read: nobody to answer, and nothing broken here
+            log.info("request %s: the client disconnected during %s %s", request_id, request.method,
+                     request.path[:200])
+            response = error_response(ApiError(CLIENT_GONE, "client_disconnected", "the client went away"))
+        elif isinstance(exc, web.RequestPayloadError):  # a body its own encoding refuses (a bad chunk)
+            response = error_response(ApiError(400, "malformed_body", "the body's encoding is malformed"))
+        else:
+            log.exception("request %s: unexpected error", request_id)
+            response = error_response(ApiError(500, "internal_error", "something went wrong"), request_id)
     except Exception:
         log.exception("request %s: unexpected error", request_id)
         response = error_response(ApiError(500, "internal_error", "something went wrong"), request_id)
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+CLIENT_GONE = 499  # the access log's status for a request whose client left before its answer (nginx's)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 class _Lines:

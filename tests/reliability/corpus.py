@@ -424,3 +424,42 @@ HIDDEN_CHARACTERS = [
     "\U000e0041",  # tag latin capital letter A
     "\u009b",  # control sequence introducer (C1 control)
 ]
+
+# Requests aiohttp's own parser refuses before any handler runs: (label, bytes). Each carries ECHO,
+# which neither the answer nor the log may quote back.
+ECHO = b"ECHO"
+
+
+def _head(line: bytes, *headers: bytes) -> bytes:
+    return b"\r\n".join((line, b"Host: x", *headers)) + b"\r\n\r\n"
+
+
+_LOGIN = b"POST /auth/login HTTP/1.1"
+_CHUNKED = b"Transfer-Encoding: chunked"
+PARSER_REJECTIONS = [
+    ("header over 8,190 bytes", _head(b"GET /candidates HTTP/1.1", b"X-Big: " + ECHO * 2300)),
+    ("request line over 8,190 bytes", _head(b"GET /" + ECHO * 2300 + b" HTTP/1.1")),
+    ("200 headers", _head(b"GET /candidates HTTP/1.1", *(b"X-%d: %s" % (n, ECHO) for n in range(200)))),
+    ("bad chunk size", _head(_LOGIN, _CHUNKED) + ECHO + b"zz\r\nabc\r\n0\r\n\r\n"),
+    ("Content-Length and Transfer-Encoding",
+     _head(_LOGIN, _CHUNKED, b"Content-Length: 5", b"X-E: " + ECHO) + b"0\r\n\r\n"),
+    ("two Content-Lengths",
+     _head(_LOGIN, b"Content-Length: 5", b"Content-Length: 6", b"X-E: " + ECHO) + b"hello"),
+    ("negative Content-Length", _head(_LOGIN, b"Content-Length: -" + ECHO)),
+    ("not a request line", ECHO + b"\r\n\r\n"),
+    ("bad method", _head(b"G\x01T /" + ECHO + b" HTTP/1.1")),
+    ("NUL in the path", _head(b"GET /" + ECHO + b"\x00 HTTP/1.1")),
+    ("control character in a header name", _head(b"GET / HTTP/1.1", b"X-" + ECHO + b"\x01: y")),
+    ("control character in a header value", _head(b"GET / HTTP/1.1", b"X-A: " + ECHO + b"\x7f")),
+    ("space before the colon", _head(b"GET / HTTP/1.1", b"X-" + ECHO + b" : y")),
+    ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + ECHO),
+    ("TLS on the plain port", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + ECHO + b"\r\n\r\n"),
+]
+# Requests whose client goes away partway through the body: the start of each, then the close.
+ABORTED_BODIES = [
+    ("legacy login", _head(_LOGIN, b"Content-Length: 1000") + b"email=a%40b.org&pass"),
+    ("JSON signup", _head(b"POST /api/v1/users HTTP/1.1", b"Content-Type: application/json",
+                          b"Content-Length: 100000") + b'{"email": "a@b.org", "name": "'),
+    ("chunked legacy signup",
+     _head(b"POST /auth/signup HTTP/1.1", _CHUNKED) + b"10\r\nemail=a%40b.org&\r\n"),
+]
