@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import Identity, normalize_email
+from api.clients import client_address
 from api.errors import ApiError
 from api.keys import AUTH, LEDGER, THROTTLE
 from projections.commands import CastVote, Registered, RegisterUser
@@ -38,7 +39,7 @@ def register_command(data: Mapping[str, Any], password_hash: str) -> RegisterUse
 async def log_in(request: web.Request, email: str, password: str) -> tuple[str, User]:
     """A token for the right email and password; 401 otherwise, 429 after too many failures."""
     email = normalize_email(email)
-    client = request.remote or "unknown"
+    client = client_address(request)
     throttle = request.app[THROTTLE]
     wait = throttle.retry_after(email, client)
     if wait:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -39,6 +40,8 @@ class Settings:
     busy_timeout: int = 5000  # ms
     max_batch: int = 512  # commands per group commit
     allow_readable_ledger: bool = False  # serve a ledger file other users of the machine can read
+    max_connections: int = 0  # open connections at most; 0: the open-file limit less a reserve
+    trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For names the client
 
     @property
     def secret_file(self) -> Path | None:
@@ -78,6 +81,8 @@ class Settings:
             raise SettingsError("log format must be 'text' or 'json'")
         if self.busy_timeout < 0:
             raise SettingsError("busy_timeout must not be negative")
+        if self.max_connections < 0:
+            raise SettingsError("max_connections must not be negative (0: as the open-file limit allows)")
         for name in ("token_lifetime", "max_body", "argon2_time_cost", "argon2_memory_cost",
                      "argon2_parallelism", "login_failures", "login_failures_per_client",
                      "login_window", "max_batch"):
@@ -85,6 +90,11 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive integer")
         if self.argon2_memory_cost < 8 * self.argon2_parallelism:
             raise SettingsError("argon2_memory_cost must be at least 8 KiB per lane of parallelism")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
         if self.jwt_secret is not None and len(self.jwt_secret) < 32:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 characters")
 

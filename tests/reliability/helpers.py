@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,8 +183,11 @@ def start_server(
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
     ready_timeout: float = 30,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Server:
-    """Start ``vote-ledger serve`` and wait until it answers ``/openapi.json`` (reads need no writes)."""
+    """Start ``vote-ledger serve`` and wait until it answers ``/openapi.json`` (reads need no writes).
+
+    ``preexec_fn`` runs in the child before it starts (to lower its resource limits, say)."""
     port = free_port()
     args = [VOTE_LEDGER, "serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)]
     if config is not None:
@@ -197,6 +200,7 @@ def start_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=preexec_fn,
         )
     server = Server(db, port, process, log)
     deadline = time.monotonic() + ready_timeout
