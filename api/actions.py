@@ -45,15 +45,16 @@ async def log_in(request: web.Request, email: str, password: str) -> tuple[str, 
     if wait:
         raise ApiError(429, "too_many_attempts", "too many failed logins; wait and try again",
                        headers={"Retry-After": str(wait)})
+    mark = throttle.attempt(email, client)  # a failure at this account until found right
     ledger = request.app[LEDGER]
     await ledger.refresh()
     user = ledger.state.user_by_email(email)
     auth = request.app[AUTH]
     password_hash = await ledger.password_hash(user) if user is not None else None
     if not await auth.check_password(password_hash, password) or user is None:
-        throttle.failed(email, client)
+        throttle.failed(client)
         raise ApiError(401, "invalid_credentials", "wrong email or password")
-    throttle.succeeded(email)
+    throttle.succeeded(email, client, mark)
     return auth.issue(user), user
 
 

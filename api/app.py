@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api import docs, legacy, v1
-from api.auth import Authenticator, LoginThrottle, load_or_create_secret
+from api.auth import Authenticator, load_or_create_secret
 from api.cors import cors_middleware
 from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, THROTTLE
 from api.middlewares import Handler, error_middleware
 from api.responses import ResponseCache
 from api.settings import PREFIX, Settings, SettingsError
+from api.throttle import LoginThrottle
 from ledger.open import locate, open_store
 from projections.commands import Appended, SyncPolls
 from projections.polls_file import bundled, load_polls_file

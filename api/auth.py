@@ -1,4 +1,4 @@
-"""Passwords (argon2id, hashed off the event loop), JWTs (PyJWT, HS256 pinned) and throttling."""
+"""Passwords (argon2id, hashed off the event loop) and JWTs (PyJWT, HS256 pinned)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import secrets
 import time
 import unicodedata
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -250,42 +250,3 @@ class Authenticator(Passwords):
         except (jwt.PyJWTError, msgspec.ValidationError):
             raise _invalid() from None
         return claims
-
-
-class LoginThrottle:
-    """Limits failed logins per email and per client address within a sliding window.
-
-    A locked email opens again once its oldest failure leaves the window, so an attacker can slow a
-    user down but never lock them out for good; a success clears that email's failures.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._window = settings.login_window
-        self._limits = {"email": settings.login_failures, "client": settings.login_failures_per_client}
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-
-    def retry_after(self, email: str, client: str) -> int:
-        """Seconds to wait before trying again (0: go ahead)."""
-        now = time.monotonic()
-        wait = 0.0
-        for kind, key in (("email", email), ("client", client)):
-            times = self._recent((kind, key), now)
-            if len(times) >= self._limits[kind]:
-                wait = max(wait, times[0] + self._window - now)
-        return int(wait) + 1 if wait > 0 else 0
-
-    def failed(self, email: str, client: str) -> None:
-        now = time.monotonic()
-        for key in (("email", email), ("client", client)):
-            self._recent(key, now).append(now)
-        if len(self._failures) > 100_000:
-            self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > now - self._window}
-
-    def succeeded(self, email: str) -> None:
-        self._failures.pop(("email", email), None)
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= now - self._window:
-            times.popleft()
-        return times

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.auth import Authenticator, LoginThrottle
+from api.auth import Authenticator
 from api.responses import ResponseCache
 from api.settings import Settings
+from api.throttle import LoginThrottle
 from projections.service import VoteLedger
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -34,9 +35,10 @@ class Settings:
     argon2_memory_cost: int = 19 * 1024  # KiB (OWASP minimum for argon2id)
     argon2_parallelism: int = 1
     log_format: str = "text"  # text | json
-    login_failures: int = 10  # failed logins allowed per email in the window
-    login_failures_per_client: int = 50  # per client address
+    login_failures: int = 5  # failed logins allowed per account and client in the window
+    login_failures_per_client: int = 50  # per client, over every account, in the window
     login_window: int = 300  # seconds
+    login_failures_per_account: int = 100  # per account an hour, from clients it does not know
     busy_timeout: int = 5000  # ms
     max_batch: int = 512  # commands per group commit
     allow_readable_ledger: bool = False  # serve a ledger file other users of the machine can read
@@ -85,9 +87,17 @@ class Settings:
             raise SettingsError("max_connections must not be negative (0: as the open-file limit allows)")
         for name in ("token_lifetime", "max_body", "argon2_time_cost", "argon2_memory_cost",
                      "argon2_parallelism", "login_failures", "login_failures_per_client",
-                     "login_window", "max_batch"):
+                     "login_window", "login_failures_per_account", "max_batch"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive integer")
+        # one client alone must never reach the account's hourly limit, or it could hold back others
+        alone = self.login_failures * math.ceil(3600 / self.login_window)
+        if alone >= self.login_failures_per_account:
+            raise SettingsError(
+                f"login_failures ({self.login_failures}) in every login_window ({self.login_window} s) "
+                f"lets one client fail {alone} times an hour, which must stay under "
+                f"login_failures_per_account ({self.login_failures_per_account})"
+            )
         if self.argon2_memory_cost < 8 * self.argon2_parallelism:
             raise SettingsError("argon2_memory_cost must be at least 8 KiB per lane of parallelism")
         for proxy in self.trusted_proxies:

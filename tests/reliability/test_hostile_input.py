@@ -63,7 +63,8 @@ async def hostile(make_client: MakeClient, tmp_path: Path) -> TestClient[Any, An
     """The service with a single poll (legacy) and an unlimited one, and one honest vote in each."""
     # throttling off (it has its own tests): the corpus fails many logins from one address on purpose
     client = await make_client(
-        config=write_polls(tmp_path / "polls.toml"), login_failures=10**6, login_failures_per_client=10**6
+        config=write_polls(tmp_path / "polls.toml"), login_failures=10**6, login_failures_per_client=10**6,
+        login_failures_per_account=10**9,
     )
     token = await signup_and_login(client, "honest@example.org")
     bearer = {"Authorization": f"Bearer {token}"}
