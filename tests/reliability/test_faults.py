@@ -195,7 +195,9 @@ def _check_nothing_refused_landed(db: Path, writes: list[Write]) -> None:
 def _recover(server: Server, fx: Fixture, writes: list[Write], deadline_s: float = 10) -> None:
     """Once the fault is gone the same service takes writes again: the refused ones, retried, land once."""
     retry = [w for w in writes if w.status == 503]
-    probe = next(w for w in retry if w.key)  # a keyed vote can be sent until it lands, and lands once
+    # a keyed vote, if one was refused, can be sent until it lands, and lands once; the disk may have
+    # had room for every keyed vote, and then any refused write will do (landing twice would be a 409)
+    probe = next((w for w in retry if w.key), retry[0])
     for _ in range(int(deadline_s / 0.2)):
         asyncio.run(_send_all(server.url, [probe]))
         if probe.status != 503:
