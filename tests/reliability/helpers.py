@@ -115,19 +115,19 @@ def write_users(path: Path, count: int, prefix: str = "voter") -> list[tuple[str
     return users
 
 
-def import_users(db: Path, users_file: Path) -> None:
+def import_users(db: str | Path, users_file: Path) -> None:
     result = run_cli("users", "import", str(users_file), "--db", str(db))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def audit_ok(db: Path) -> subprocess.CompletedProcess[str]:
+def audit_ok(db: str | Path) -> subprocess.CompletedProcess[str]:
     """``vote-ledger audit --db``; asserts it passed."""
     result = run_cli("audit", "--db", str(db))
     assert result.returncode == 0, f"audit failed:\n{result.stdout}\n{result.stderr}"
     return result
 
 
-def rebuild_changes(db: Path) -> int:
+def rebuild_changes(db: str | Path) -> int:
     """``vote-ledger rebuild --db``: how many projection rows the rebuild had to change."""
     result = run_cli("rebuild", "--db", str(db))
     assert result.returncode == 0, result.stdout + result.stderr
