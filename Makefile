@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/vote-ledger serve $(ARGS)
 
+# the tests on two worker processes, one per core of the 2-core machine the suite is timed on;
+# tests/conftest.py says which tests run together on one worker (--dist loadgroup)
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,8 @@ no disk, while restarts, the file itself and other processes on it need a real S
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,67 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{LEDGER_FILE}: the app's ledger is a SQLite file in tmp_path (restarts, the file itself, "
         "other processes on it), not the in-memory ledger",
     )
+
+
+# --- which tests pytest-xdist keeps together (``make test`` runs ``-n 2 --dist loadgroup``) ---------
+# The tests that load the machine or measure time run one after another on one worker, never two of
+# them at once; a module whose module-scoped fixture each worker would otherwise build again runs
+# whole on one worker; every other test goes to whichever worker is free.
+#
+# The groups are named here by node id rather than by xdist_group marks, which xdist 3.8 no longer
+# sees under pytest 9.2 (pytest-dev/pytest-xdist#1386). And schemathesis's items all share one node id
+# under pytest 9.2, which xdist's grouping schedulers take for one test: the scheduler numbers repeats.
+
+HEAVY = (
+    "tests/reliability/test_bench.py",  # the benchmarks: servers, load generators, ratios
+    "tests/reliability/test_kill9.py",  # SIGKILL under load
+    "tests/reliability/test_faults.py",  # faults injected under load
+    "tests/reliability/test_shutdown.py",  # SIGTERM under load
+    "tests/reliability/test_nodes.py",  # nodes on one PostgreSQL database: p99 latency, SIGKILL under load
+    "tests/reliability/test_postgres_faults.py",  # PostgreSQL stopped under the nodes
+    "tests/api/test_auth.py::test_candidates_stay_fast_while_twenty_signups_are_hashed",
+    "tests/api/test_auth.py::test_unknown_email_and_wrong_password_take_about_as_long",
+)
+ONE_WORKER = (
+    "tests/projections/test_rebuild.py",  # a history of 100k events
+    "tests/reliability/test_openapi_fuzz.py",  # one live server, whose log is checked at the end
+)
+
+
+def xdist_group_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: "heavy", its module, or the test alone."""
+    if any(nodeid == name or nodeid.startswith((f"{name}::", f"{name}[")) for name in HEAVY):
+        return "heavy"
+    module = nodeid.split("::")[0]
+    return module if module in ONE_WORKER else nodeid
+
+
+def numbered_repeats(nodeids: Sequence[str]) -> list[str]:
+    """The node ids, a repeated one numbered from its second occurrence on (``id#2``, ``id#3``...)."""
+    seen: Counter[str] = Counter()
+    numbered = []
+    for nodeid in nodeids:
+        seen[nodeid] += 1
+        numbered.append(nodeid if seen[nodeid] == 1 else f"{nodeid}#{seen[nodeid]}")
+    return numbered
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the groups above (and any xdist_group marks xdist does see)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+    class Grouped(LoadGroupScheduling):  # type: ignore[misc]
+        def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+            super().add_node_collection(node, numbered_repeats(collection))
+
+        def _split_scope(self, nodeid: str) -> str:
+            scope: str = super()._split_scope(nodeid)
+            return xdist_group_of(nodeid) if scope == nodeid else scope
+
+    return Grouped(config, log)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
