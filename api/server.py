@@ -224,8 +224,6 @@ def serve(app: web.Application, settings: Settings, access_log_class: type[Abstr
     """Run the app until SIGINT or SIGTERM, then shut down gracefully (as ``web.run_app`` does)."""
     files = raise_file_limit()
     limit = connection_limit(settings, files)
-    log.info("open-file limit %d: up to %d connections, %d descriptors in reserve",
-             files, limit, files - limit)
     asyncio.run(_serve(app, settings, access_log_class, limit))
 
 
@@ -242,6 +240,10 @@ async def _serve(
         site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
         await site.start()
         print(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)", file=sys.stderr)
+        # once it is up: a start that fails is one line
+        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        log.info("open-file limit %d: up to %d connections, %d descriptors in reserve",
+                 files, limit, files - limit)
         await stop.wait()
     finally:
         await runner.cleanup()
