@@ -114,6 +114,13 @@ def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words (a timeout's own message is empty)."""
+    if isinstance(exc, TimeoutError):
+        return "the server did not answer in time"
+    return str(exc) or exc.__class__.__name__
+
+
 def _head(row: Any) -> Head:
     return Head(row[0], row[1]) if row is not None else Head(0, GENESIS_HASH)
 
@@ -136,6 +143,7 @@ class PostgresEventStore(EventStore):
         self._notified = True
         self._looked = float("-inf")
         self._listen_tried = float("-inf")
+        self._deaf = False  # the last attempt to listen failed
         self._closed = False
 
     @classmethod
@@ -147,20 +155,24 @@ class PostgresEventStore(EventStore):
         NotALedgerError; ``readonly`` never writes."""
         timeout = busy_timeout_ms / 1000
         settings = {"default_transaction_read_only": "on"} if readonly else {}
-        try:
-            pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=POOL_SIZE, timeout=timeout, command_timeout=timeout + 10,
-                server_settings={"application_name": "vote-ledger", **settings},
-            )
-        except asyncpg.InvalidCatalogNameError as exc:
-            raise NotALedgerError(f"{redacted(url)}: no such database ({exc})") from exc
-        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
-            raise StoreUnavailableError(f"{redacted(url)}: cannot connect: {exc}") from exc
+        # No floor of idle connections (min_size 0): asyncpg keeps one with a task of its own that,
+        # while the server is away, logs a traceback at every retry. Connections are made on use.
+        pool = await asyncpg.create_pool(
+            url, min_size=0, max_size=POOL_SIZE, timeout=timeout, command_timeout=timeout + 10,
+            server_settings={"application_name": APPLICATION, **settings},
+        )
         store = cls(url, pool, readonly, timeout)
         try:
+            try:
+                async with pool.acquire(timeout=timeout):
+                    pass
+            except asyncpg.InvalidCatalogNameError as exc:
+                raise NotALedgerError(f"{redacted(url)}: no such database ({exc})") from exc
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                raise StoreUnavailableError(f"{redacted(url)}: cannot connect: {_reason(exc)}") from exc
             await store._check_or_create(create and not readonly)
         except BaseException:
-            await pool.close()
+            pool.terminate()
             raise
         if not readonly:
             await store._listen()
@@ -208,7 +220,7 @@ class PostgresEventStore(EventStore):
         except asyncpg.UndefinedTableError as exc:
             raise NotALedgerError(f"{self.label}: {exc}") from exc
         except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
-            raise StoreUnavailableError(f"{self.label}: {exc}") from exc
+            raise StoreUnavailableError(f"{self.label}: {_reason(exc)}") from exc
 
     async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async with self._connection() as conn:
@@ -329,13 +341,24 @@ class PostgresEventStore(EventStore):
         """Listen for other nodes' commits on a connection of its own (best effort: without it,
         ``changed`` says yes at every call until it listens again)."""
         self._listen_tried = time.monotonic()
+        conn: asyncpg.Connection | None = None
         try:
-            conn = await asyncpg.connect(self.url, timeout=self._timeout)
+            conn = await asyncpg.connect(
+                self.url, timeout=self._timeout, server_settings={"application_name": APPLICATION}
+            )
             await conn.add_listener(CHANNEL, self._on_notify)
             conn.add_termination_listener(self._on_lost)
         except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
-            log.warning("%s: cannot listen for other nodes' commits: %s", self.label, exc)
+            if conn is not None:
+                conn.terminate()
+            if not self._deaf:  # once per outage: it is tried again every RECONNECT_INTERVAL
+                log.warning("%s: cannot listen for other nodes' commits (%s); looking at the log's "
+                            "head at every request until it can", self.label, _reason(exc))
+            self._deaf = True
             return
+        if self._deaf:
+            log.warning("%s: listening for other nodes' commits again", self.label)
+        self._deaf = False
         self._listener = conn
         self._notified = True  # anything committed while nobody listened
 
