@@ -28,6 +28,7 @@ from projections.tables import POSITION, TABLES
 log = logging.getLogger(__name__)
 PROBE_REUSE = 1.0  # seconds a health probe's outcome is reused
 FRESHNESS = 0.001  # seconds: how stale a read may be with respect to other processes' appends
+READ_WAIT = 0.5  # seconds a read waits for the store to answer before answering from memory
 
 
 def wall_clock_ms() -> int:
@@ -168,6 +169,13 @@ async def _fold_shard(
     return state
 
 
+def _outcome_read(check: asyncio.Future[None]) -> None:
+    """Mark a finished check's error as seen: a reader that stopped waiting for it no longer will
+    (the next check meets the same error again)."""
+    if not check.cancelled():
+        check.exception()
+
+
 class VoteLedger:
     """Reads answer from ``state``; every command goes through the one group-commit writer."""
 
@@ -182,6 +190,7 @@ class VoteLedger:
         self._probe: asyncio.Future[None] | None = None
         self._probed = float("-inf")
         self._unreachable = False
+        self._stalled: asyncio.Future[None] | None = None  # a check that outlasted READ_WAIT
         self._writer: GroupCommitWriter[Command, Result, Pending] = GroupCommitWriter(
             store, Decider(state, clock), max_batch
         )
@@ -237,17 +246,37 @@ class VoteLedger:
 
     async def refresh_or_stay(self, max_staleness: float) -> None:
         """``refresh``, but while the store cannot be read the state in memory answers: reads go
-        on from the projections as they last were. An outage is logged once, when it begins."""
+        on from the projections as they last were. An outage is logged once, when it begins.
+
+        A store that does not answer at all (a server behind a network that drops packets) is
+        waited for ``READ_WAIT`` at most: the check goes on by itself, the state in memory
+        answers, and until the check ends every read answers from memory without starting another.
+        """
+        stalled = self._stalled
+        if stalled is not None:
+            if not stalled.done():
+                return
+            self._stalled = None
+        check = asyncio.ensure_future(self.refresh(max_staleness))
+        check.add_done_callback(_outcome_read)  # whether or not anyone is still waiting for it
+        done, _ = await asyncio.wait((check,), timeout=READ_WAIT)
+        if not done:  # it goes on; the next read after it ends starts a check of its own
+            self._stalled = check
+            self._unreachable_now(f"no answer in {READ_WAIT} s")
+            return
         try:
-            await self.refresh(max_staleness)
+            check.result()
         except StoreUnavailableError as exc:
-            if not self._unreachable:
-                log.warning("the ledger cannot be read (%s); answering from memory until it can", exc)
-            self._unreachable = True
+            self._unreachable_now(str(exc))
             return
         if self._unreachable:
             log.warning("the ledger can be read again; answers are fresh again")
             self._unreachable = False
+
+    def _unreachable_now(self, why: str) -> None:
+        if not self._unreachable:
+            log.warning("the ledger cannot be read (%s); answering from memory until it can", why)
+        self._unreachable = True
 
     async def _catch_up(self) -> None:
         async for chunk in self.store.read(after=self.state.head_seq):
