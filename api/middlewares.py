@@ -67,7 +67,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (StoreUnavailableError, WriterClosedError) as exc:
         log.warning("request %s: ledger unavailable: %s", request_id, exc)
         response = error_response(
-            ApiError(503, "unavailable", "the ledger cannot take writes right now; try again",
+            ApiError(503, "store_unavailable", "the ledger cannot take writes right now; try again",
                      headers={"Retry-After": "1"})
         )
     except web.HTTPException as exc:
@@ -80,7 +80,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except LedgerError:
         log.exception("request %s: ledger error", request_id)
-        response = error_response(ApiError(503, "unavailable", "the ledger is unavailable"), request_id)
+        response = error_response(ApiError(503, "store_unavailable", "the ledger is unavailable"), request_id)
     except (ConnectionError, web.RequestPayloadError) as exc:
         if _client_gone(request):
             # the client left before its request was read: nobody to answer, and nothing broken here

@@ -171,7 +171,7 @@ def _under_fault(server: Server, fx: Fixture, tag: str, *, all_refused: bool) ->
     for w in writes:
         if all_refused or not 200 <= w.status < 300:
             assert w.status == 503, (w.name, w.status, w.answer)
-            assert assert_error_shape(w.status, w.answer, allow_5xx=True)["code"] == "unavailable"
+            assert assert_error_shape(w.status, w.answer, allow_5xx=True)["code"] == "store_unavailable"
     assert any(w.status == 503 for w in writes), "the fault refused nothing"
     # reads keep working while writes cannot
     assert _get(server, "/candidates")[0] == 200
@@ -230,7 +230,7 @@ def test_write_lock_held_past_the_busy_timeout_answers_503_and_recovers(tmp_path
             holder.execute("BEGIN EXCLUSIVE")
             writes = _under_fault(server, fx, "locked", all_refused=True)
             status, body = _get(server, "/healthz")
-            assert status == 503 and assert_error_shape(status, body, allow_5xx=True)["code"] == "unavailable"
+            assert status == 503 and assert_error_shape(status, body, allow_5xx=True)["code"] == "store_unavailable"
             _check_nothing_refused_landed(fx.db, writes)
         finally:
             holder.close()  # rolls back and releases the lock
@@ -265,7 +265,7 @@ def test_batch_writers_killed_under_load_lose_and_double_nothing(tmp_path: Path)
         for w in writes:
             if not 200 <= w.status < 300:
                 assert w.status == 503, (w.name, w.status, w.answer)
-                assert assert_error_shape(w.status, w.answer, allow_5xx=True)["code"] == "unavailable"
+                assert assert_error_shape(w.status, w.answer, allow_5xx=True)["code"] == "store_unavailable"
         _check_nothing_refused_landed(fx.db, writes)
         refused = [w for w in writes if w.status == 503]  # none of them landed: each may be sent again
         asyncio.run(_send_all(server.url, refused))

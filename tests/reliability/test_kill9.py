@@ -121,7 +121,7 @@ def _record(attempt: Attempt, status: int, body: bytes) -> None:
     else:  # every vote here is a first vote or a new key: only "the ledger cannot write now" may refuse it
         attempt.outcome = "refused"
         assert status == 503, (status, body)
-        assert assert_error_shape(status, body, allow_5xx=True)["code"] == "unavailable"
+        assert assert_error_shape(status, body, allow_5xx=True)["code"] == "store_unavailable"
 
 
 async def _voter(

@@ -465,7 +465,7 @@ async def _voter(session: aiohttp.ClientSession, pair: tuple[Node, Node], index:
             attempt.outcome = "refused"
             assert status == 503, (status, body)
             code = assert_error_shape(status, body, allow_5xx=True)["code"]
-            assert code in ("unavailable", "store_unavailable"), body
+            assert code == "store_unavailable", body
         if side == 0 and attempt.outcome == "ack":
             load.victim_acks += 1
             if load.victim_acks >= KILL_AFTER and load.killed_at is None:

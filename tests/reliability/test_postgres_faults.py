@@ -45,7 +45,7 @@ from tests.reliability.pgcluster import (
 )
 
 ENV = {"VOTE_LEDGER_BUSY_TIMEOUT": "1000"}  # ms: how long a node waits for a connection
-UNAVAILABLE = ("unavailable", "store_unavailable")
+UNAVAILABLE = ("store_unavailable",)
 ANSWER_WITHIN = 5.0  # seconds: the longest any request may take while the server is down
 RECOVER_WITHIN = 15.0  # seconds: from the server answering again to a node taking writes
 

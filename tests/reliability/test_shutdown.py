@@ -53,7 +53,7 @@ async def test_sigterm_under_load_answers_every_vote_it_committed(tmp_path: Path
                             acknowledged.append(body["seq"])
                         else:
                             assert response.status == 503, body  # refused while shutting down
-                            assert body["error"]["code"] == "unavailable"
+                            assert body["error"]["code"] == "store_unavailable"
                             refused.append(response.status)
                 except (TimeoutError, aiohttp.ClientConnectionError):
                     return  # the listener is gone: this request never reached a handler
