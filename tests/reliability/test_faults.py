@@ -230,7 +230,8 @@ def test_write_lock_held_past_the_busy_timeout_answers_503_and_recovers(tmp_path
             holder.execute("BEGIN EXCLUSIVE")
             writes = _under_fault(server, fx, "locked", all_refused=True)
             status, body = _get(server, "/healthz")
-            assert status == 503 and assert_error_shape(status, body, allow_5xx=True)["code"] == "store_unavailable"
+            assert status == 503
+            assert assert_error_shape(status, body, allow_5xx=True)["code"] == "store_unavailable"
             _check_nothing_refused_landed(fx.db, writes)
         finally:
             holder.close()  # rolls back and releases the lock
