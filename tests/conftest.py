@@ -6,9 +6,12 @@ no disk, while restarts, the file itself and other processes on it need a real S
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # --- which tests pytest-xdist keeps together (``make test`` runs ``-n 2 --dist loadgroup``) ---------
 # The tests that load the machine or measure time run one after another on one worker, never two of
-# them at once; a module whose module-scoped fixture each worker would otherwise build again runs
-# whole on one worker; every other test goes to whichever worker is free.
+# them at once, and those that assert a rate or a latency run with nothing else beside them; a module
+# whose module-scoped fixture each worker would otherwise build again runs whole on one worker; every
+# other test goes to whichever worker is free.
 #
 # The groups are named here by node id rather than by xdist_group marks, which xdist 3.8 no longer
 # sees under pytest 9.2 (pytest-dev/pytest-xdist#1386). And schemathesis's items all share one node id
@@ -54,15 +58,27 @@ HEAVY = (
     "tests/api/test_auth.py::test_candidates_stay_fast_while_twenty_signups_are_hashed",
     "tests/api/test_auth.py::test_unknown_email_and_wrong_password_take_about_as_long",
 )
+ALONE = (  # of HEAVY: a rate or a latency is asserted, so the other worker waits meanwhile
+    "tests/reliability/test_bench.py::test_the_http_benchmark_runs_every_scenario_and_its_tallies_match",
+    "tests/reliability/test_bench.py::test_rounds_repeat_every_scenario_with_voters_of_their_own_and_ratios",
+    "tests/reliability/test_nodes.py::test_a_vote_acknowledged_by_one_node_shows_on_the_other_within_100_ms",
+    "tests/api/test_auth.py::test_candidates_stay_fast_while_twenty_signups_are_hashed",
+    "tests/api/test_auth.py::test_unknown_email_and_wrong_password_take_about_as_long",
+)
 ONE_WORKER = (
     "tests/projections/test_rebuild.py",  # a history of 100k events
     "tests/reliability/test_openapi_fuzz.py",  # one live server, whose log is checked at the end
 )
 
 
+def named(nodeid: str, names: Sequence[str]) -> bool:
+    """Whether the test is one of ``names``: a module, a test, or a prefix of a test's name."""
+    return any(nodeid.startswith(name) for name in names)
+
+
 def xdist_group_of(nodeid: str) -> str:
     """The unit of work a test belongs to: "heavy", its module, or the test alone."""
-    if any(nodeid == name or nodeid.startswith((f"{name}::", f"{name}[")) for name in HEAVY):
+    if named(nodeid, HEAVY):
         return "heavy"
     module = nodeid.split("::")[0]
     return module if module in ONE_WORKER else nodeid
@@ -94,6 +110,33 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return xdist_group_of(nodeid) if scope == nodeid else scope
 
     return Grouped(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Under xdist, a test of ``ALONE`` (setup to teardown) runs while no other test does."""
+    basetemp = item.config.option.basetemp
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or basetemp is None:
+        return (yield)
+    with machine_to_itself(Path(basetemp).parent, exclusive=named(item.nodeid, ALONE)):
+        return (yield)
+
+
+@contextlib.contextmanager
+def machine_to_itself(run_dir: Path, exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock shared by the workers of one run (its files in the run's basetemp):
+    shared for most tests, exclusive for the others. A test waiting for it exclusively goes first:
+    tests arriving after it wait at the turnstile."""
+    with (run_dir / "turnstile.lock").open("a") as turnstile, (run_dir / "room.lock").open("a") as room:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(room, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
