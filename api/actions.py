@@ -11,7 +11,8 @@ from aiohttp import web
 from api.auth import Identity, normalize_email
 from api.clients import client_address
 from api.errors import ApiError
-from api.keys import AUTH, LEDGER, THROTTLE
+from api.hashing import HashingBusyError
+from api.keys import AUTH, LEDGER, SIGNUPS, THROTTLE
 from projections.commands import CastVote, Registered, RegisterUser
 from projections.model import User
 from projections.state import VoteRecord
@@ -19,7 +20,12 @@ from projections.state import VoteRecord
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 async def sign_up(request: web.Request, data: dict[str, Any]) -> User:
-    """Register a user from validated fields; 409 when the email is taken."""
+    """Register a user from validated fields; 409 when the email is taken, 429 past the client's
+    limit on signups (which the 409s count towards: see ``SignupThrottle``)."""
+    wait = request.app[SIGNUPS].attempt(client_address(request))
+    if wait:
+        raise ApiError(429, "too_many_signups", "too many signups from this client; wait and try again",
+                       headers={"Retry-After": str(wait)})
     ledger = request.app[LEDGER]
     email = normalize_email(data["email"])
     if email in ledger.state.users_by_email:  # cheap early answer; the writer checks again
@@ -51,7 +57,12 @@ async def log_in(request: web.Request, email: str, password: str) -> tuple[str, 
     user = ledger.state.user_by_email(email)
     auth = request.app[AUTH]
     password_hash = await ledger.password_hash(user) if user is not None else None
-    if not await auth.check_password(password_hash, password) or user is None:
+    try:
+        right = await auth.check_password(password_hash, password)
+    except HashingBusyError:
+        throttle.withdraw(email, client, mark)
+        raise
+    if not right or user is None:
         throttle.failed(client)
         raise ApiError(401, "invalid_credentials", "wrong email or password")
     throttle.succeeded(email, client, mark)

@@ -10,11 +10,11 @@ from aiohttp import web
 from api import docs, legacy, v1
 from api.auth import Authenticator, load_or_create_secret
 from api.cors import cors_middleware
-from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, THROTTLE
+from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, SIGNUPS, THROTTLE
 from api.middlewares import Handler, error_middleware
 from api.responses import ResponseCache
 from api.settings import PREFIX, Settings, SettingsError
-from api.throttle import LoginThrottle
+from api.throttle import LoginThrottle, SignupThrottle
 from ledger.open import locate, open_store
 from projections.commands import Appended, SyncPolls
 from projections.polls_file import bundled, load_polls_file
@@ -77,6 +77,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[AUTH] = Authenticator(settings, load_or_create_secret(settings))
     app[THROTTLE] = LoginThrottle(settings)
+    app[SIGNUPS] = SignupThrottle(settings)
     try:
         app[LEDGER], loaded = await open_ledger(settings)
     except BaseException:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
 import time
 import unicodedata
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jwt
@@ -18,6 +17,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from api.errors import ApiError
+from api.hashing import LOGIN, SIGNUP, WorkQueues
 from api.settings import PREFIX, Settings, SettingsError
 from ledger.open import locate
 from projections.model import User
@@ -118,9 +118,13 @@ def extract_token(value: str | None) -> str | None:
 
 
 class Passwords:
-    """argon2id hashing and checking, in worker threads so the event loop keeps serving."""
+    """argon2id hashing and checking, in worker threads so the event loop keeps serving.
 
-    def __init__(self, settings: Settings) -> None:
+    Checks (logins) go ahead of hashes (signups). ``queues`` bounds how many of each may wait
+    (``HashingBusyError`` past it); None, as for the commands, lets any number wait.
+    """
+
+    def __init__(self, settings: Settings, queues: Mapping[str, int] | None = None) -> None:
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost,
@@ -130,26 +134,26 @@ class Passwords:
         # one core fewer than the machine has: the event loop keeps one to itself while a burst
         # of signups hashes
         workers = max(1, (os.cpu_count() or 2) - 1)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        limits = {kind: (queues or {}).get(kind) for kind in (LOGIN, SIGNUP)}
+        self._work = WorkQueues(workers, limits, "argon2")
         # Checked when the email is unknown, so that a miss costs as much as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
 
     async def hash_password(self, password: str) -> str:
         """An argon2id hash, computed in a worker thread so the event loop keeps serving."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._hasher.hash, password)
+        return await self._work.run(SIGNUP, self._hasher.hash, password)
 
     async def check_password(self, password_hash: str | None, password: str) -> bool:
         """Whether ``password`` matches; a missing hash (unknown user) costs the same and fails."""
         stored = password_hash or self._dummy_hash
-        loop = asyncio.get_running_loop()
         try:
-            ok: bool = await loop.run_in_executor(self._pool, self._hasher.verify, stored, password)
+            ok: bool = await self._work.run(LOGIN, self._hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             return False
         return ok and password_hash is not None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._work.close()
 
 
 TOKEN_CACHE_SIZE = 10_000
@@ -193,7 +197,7 @@ class Authenticator(Passwords):
     """Passwords, and the tokens that a right password earns: issued and verified here."""
 
     def __init__(self, settings: Settings, secret: str) -> None:
-        super().__init__(settings)
+        super().__init__(settings, {LOGIN: settings.login_queue, SIGNUP: settings.signup_queue})
         self._secret = secret
         self._lifetime = settings.token_lifetime
         self._verified = VerifiedTokens()

@@ -53,8 +53,9 @@ ERROR_TEXT = {
     409: "Email taken, already voted, poll closed or not open",
     413: "Body over the size limit",
     415: "The body is not JSON",
-    429: "Too many failed logins (see Retry-After)",
-    503: "The ledger cannot take writes right now",
+    429: "Too many failed logins, or signups, from this client (see Retry-After)",
+    503: "The ledger cannot take writes right now, or too many password checks are waiting "
+         "(see Retry-After)",
 }
 
 
@@ -81,9 +82,9 @@ TEXT = {"type": "string"}
 
 OPERATIONS = [
     Operation("post", "/api/v1/users", "Sign up", 201, UserSchema, body=UserCreateSchema,
-              errors=[400, 409, 413, 415]),
+              errors=[400, 409, 413, 415, 429, 503]),
     Operation("post", "/api/v1/auth/login", "Log in", 200, LoginResponseSchema, body=LoginSchema,
-              errors=[400, 401, 413, 415, 429]),
+              errors=[400, 401, 413, 415, 429, 503]),
     Operation("post", "/api/v1/auth/logout", "Log out this token, or every token (?everywhere=true)",
               204, None, query=LogoutQuerySchema, auth=True, errors=[400, 401, 503]),
     Operation("get", "/api/v1/me", "The caller and their ballots", 200, MeSchema, auth=True,
@@ -104,9 +105,9 @@ OPERATIONS = [
     Operation("get", "/docs/init.js", "The docs page's start-up script", 200, None, tag="Operations",
               media="application/javascript"),
     Operation("post", "/auth/signup", "Sign up (2020 route; form or JSON)", 201, UserSchema,
-              form=LegacySignupSchema, errors=[400, 409, 413], tag="Legacy 2020 routes"),
+              form=LegacySignupSchema, errors=[400, 409, 413, 429, 503], tag="Legacy 2020 routes"),
     Operation("post", "/auth/login", "Log in (2020 route): the bare JWT as text", 200, None,
-              form=LegacyLoginSchema, errors=[400, 401, 413, 429], tag="Legacy 2020 routes",
+              form=LegacyLoginSchema, errors=[400, 401, 413, 429, 503], tag="Legacy 2020 routes",
               media="text/plain"),
     Operation("get", "/auth/token", "Check a token (?token= or Authorization)", 200, TokenCheckSchema,
               query=TokenQuerySchema, errors=[400, 401], tag="Legacy 2020 routes"),

@@ -39,6 +39,10 @@ class Settings:
     login_failures_per_client: int = 50  # per client, over every account, in the window
     login_window: int = 300  # seconds
     login_failures_per_account: int = 100  # per account an hour, from clients it does not know
+    signups_per_client: int = 30  # signup attempts allowed per client in the signup window
+    signup_window: int = 300  # seconds
+    login_queue: int = 256  # logins that may wait for a password check (503 busy past it)
+    signup_queue: int = 512  # signups that may wait for a password hash (503 busy past it)
     busy_timeout: int = 5000  # ms
     max_batch: int = 512  # commands per group commit
     allow_readable_ledger: bool = False  # serve a ledger file other users of the machine can read
@@ -87,7 +91,8 @@ class Settings:
             raise SettingsError("max_connections must not be negative (0: as the open-file limit allows)")
         for name in ("token_lifetime", "max_body", "argon2_time_cost", "argon2_memory_cost",
                      "argon2_parallelism", "login_failures", "login_failures_per_client",
-                     "login_window", "login_failures_per_account", "max_batch"):
+                     "login_window", "login_failures_per_account", "signups_per_client",
+                     "signup_window", "login_queue", "signup_queue", "max_batch"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive integer")
         # one client alone must never reach the account's hourly limit, or it could hold back others

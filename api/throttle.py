@@ -106,6 +106,11 @@ class LoginThrottle:
         """An attempt had the wrong password: it counts against its client too."""
         self._client.add(client, time.monotonic())
 
+    def withdraw(self, account: str, client: str, mark: float) -> None:
+        """The attempt at ``mark`` never had its password checked: it counts for nothing."""
+        self._pair.take_back((account, client), mark)
+        self._account.take_back(account, mark)
+
     def succeeded(self, account: str, client: str, mark: float) -> None:
         """The attempt at ``mark`` had the right password: it was no failure, the pair's earlier
         failures are forgiven, and the client is known to the account from now on."""
@@ -124,3 +129,25 @@ class LoginThrottle:
         known = self._known.get(account)
         since = known.get(client) if known is not None else None
         return since is not None and now - since < KNOWN_FOR
+
+
+class SignupThrottle:
+    """Signups per client: ``signups_per_client`` attempts in ``signup_window`` (30 in 5 minutes).
+
+    Every attempt with valid fields counts, the ones answered 409 too: the 409 that the 2020
+    contract gives a taken email tells who is registered, and this is what keeps a client from
+    asking about more than a few dozen emails every few minutes. It also keeps one client from
+    filling the queue of signups waiting for a hash.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._clients = Windows(settings.signups_per_client, settings.signup_window)
+
+    def attempt(self, client: str) -> int:
+        """Seconds to wait before signing up again (0: go ahead, and this attempt is counted)."""
+        now = time.monotonic()
+        wait = self._clients.wait(client, now)
+        if wait > 0:
+            return _retry_after(wait)
+        self._clients.add(client, now)
+        return 0

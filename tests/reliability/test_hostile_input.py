@@ -61,10 +61,11 @@ AUTHENTICATED = [
 @pytest.fixture
 async def hostile(make_client: MakeClient, tmp_path: Path) -> TestClient[Any, Any]:
     """The service with a single poll (legacy) and an unlimited one, and one honest vote in each."""
-    # throttling off (it has its own tests): the corpus fails many logins from one address on purpose
+    # throttling off (it has its own tests): the corpus fails many logins, and tries many signups, from
+    # one address on purpose
     client = await make_client(
         config=write_polls(tmp_path / "polls.toml"), login_failures=10**6, login_failures_per_client=10**6,
-        login_failures_per_account=10**9,
+        login_failures_per_account=10**9, signups_per_client=10**6,
     )
     token = await signup_and_login(client, "honest@example.org")
     bearer = {"Authorization": f"Bearer {token}"}
