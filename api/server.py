@@ -153,7 +153,8 @@ class GuardedServer(web.Server):
 
     def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
         super().connection_lost(handler, exc)
-        self._open.pop(handler, None)  # type: ignore[call-overload]
+        if isinstance(handler, Protocol):
+            self._open.pop(handler, None)
 
     def used(self, handler: Protocol) -> None:
         """A connection just answered a request: it is the last to be shed now."""
