@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Scenario, drive, tokens
-from bench.postgres import scratch_database
-from bench.processes import command, environment, free_port, in_workdir, serve, step, stop
+from bench.processes import BenchError, command, environment, free_port, in_workdir, serve, step, stop
 from bench.visibility import visibility
+from ledger.errors import StoreUnavailableError
 from ledger.open import locate, open_store
+from ledger.postgres.admin import scratch_database
 from projections.audit import audit
 from projections.service import replay
 from projections.state import LedgerState
@@ -106,8 +107,11 @@ def run(
 
     def on_postgres(work: Path) -> dict[str, Any]:
         assert postgres is not None
-        with scratch_database(postgres) as db:
-            return {**job(db, work), "database": db.rsplit("/", 1)[1]}
+        try:
+            with scratch_database(postgres, "vote_ledger_bench") as db:
+                return {**job(db, work), "database": db.rsplit("/", 1)[1]}
+        except StoreUnavailableError as exc:
+            raise BenchError(str(exc)) from None
 
     return in_workdir(keep, on_postgres if postgres else lambda work: job(str(work / "bench.db"), work))
 

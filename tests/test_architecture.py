@@ -13,11 +13,13 @@ DOC = ROOT / "docs" / "architecture.md"
 PACKAGES = ("api", "projections", "ledger", "bench", "scripts")
 BACKENDS = {  # a backend's names, and where alone they may appear
     r"\bsqlite3\b|\baiosqlite\b|\bSqliteEventStore\b": ("ledger/sqlite/",),
+    r"\basyncpg\b|\bPostgresEventStore\b": ("ledger/postgres/",),
     r"\bMemoryEventStore\b": ("ledger/memory.py",),
 }
+BACKEND_FOLDERS = ("ledger/sqlite/", "ledger/postgres/")  # where SQL may be written
 CHOOSER = "ledger/open.py"  # open_store picks a backend by name, importing it only there
 SQL = re.compile(
-    r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|CREATE\s+(TABLE|INDEX|TRIGGER)|DROP\s+TABLE"
+    r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|CREATE\s+(TABLE|INDEX|TRIGGER|DATABASE|SCHEMA)|DROP\s+(TABLE|DATABASE)"
     r"|ALTER\s+TABLE|UPDATE\s+\w+\s+SET|DELETE\s+FROM|PRAGMA\s+\w+|BEGIN\s+IMMEDIATE)\b"
 )
 
@@ -29,10 +31,10 @@ def _sources() -> list[tuple[str, str]]:
     ]
 
 
-def test_no_sql_text_outside_the_sqlite_backend() -> None:
+def test_no_sql_text_outside_the_backends_own_folders() -> None:
     found = [
         f"{name}: {match.group(0)!r}"
-        for name, text in _sources() if not name.startswith("ledger/sqlite/")
+        for name, text in _sources() if not name.startswith(BACKEND_FOLDERS)
         for match in SQL.finditer(text)
     ]
     assert found == []
