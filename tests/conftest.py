@@ -1,7 +1,9 @@
 """Shared fixtures: settings for a test ledger, and a client over real HTTP to the real app.
 
 The app's ledger is in memory unless the test is marked ``ledger_file``: rules and HTTP shapes need
-no disk, while restarts, the file itself and other processes on it need a real SQLite file.
+no disk, while restarts, the file itself and other processes on it need a real SQLite file. Every
+test whose app ledger is not a file runs twice, on memory and on PostgreSQL (a schema of the test's
+own in a database of the run's, on the machine's server; skipped, saying why, where none answers).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import fcntl
 import os
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from ledger.memory import MemoryEventStore
 from ledger.open import open_store
 from projections.audit import AuditReport, audit
 from projections.service import VoteLedger, wall_clock_ms
+from tests.postgres import fresh_schema, require_postgres
 
 TEST_SECRET = "test-secret-" + "x" * 32  # the JWT secret every test app signs with
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 64, "argon2_parallelism": 1}
@@ -158,16 +161,37 @@ def memory_db() -> Iterator[str]:
     MemoryEventStore.forget(name)
 
 
+APP_BACKENDS = ("memory", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test with an app ledger that is not a file runs on each of ``APP_BACKENDS``."""
+    if "app_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(LEDGER_FILE) is None:
+        metafunc.parametrize("app_backend", APP_BACKENDS)
+
+
 @pytest.fixture
-def app_db(request: pytest.FixtureRequest, tmp_path: Path, memory_db: str) -> str:
-    """The ledger a test's app opens: ``tmp_path/ledger.db`` if marked ``ledger_file``, else in memory.
+def app_backend() -> str:
+    """The backend of a test's app ledger (a test marked ``ledger_file`` has SQLite's)."""
+    return "sqlite"
+
+
+@pytest.fixture
+async def app_db(tmp_path: Path, memory_db: str, app_backend: str) -> AsyncIterator[str]:
+    """The ledger a test's app opens: ``tmp_path/ledger.db`` if marked ``ledger_file``, else in
+    memory or in a fresh PostgreSQL database.
 
     Named, so that the test reads the same ledger the app wrote, and a second app in the same test
     opens it again.
     """
-    if request.node.get_closest_marker(LEDGER_FILE) is not None:
-        return str(tmp_path / "ledger.db")
-    return memory_db
+    if app_backend == "sqlite":
+        yield str(tmp_path / "ledger.db")
+    elif app_backend == "postgresql":
+        require_postgres()
+        async with fresh_schema() as url:
+            yield url
+    else:
+        yield memory_db
 
 
 @pytest.fixture

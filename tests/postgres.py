@@ -1,5 +1,8 @@
 """PostgreSQL for the tests: the machine's server (``VOTE_LEDGER_TEST_POSTGRES``, by default
-127.0.0.1:5432 with trust auth), a database of its own for each test, created and dropped.
+127.0.0.1:5432 with trust auth). A test that needs a server of its own, or a whole database (the
+store contract, several nodes), gets a database of its own, created and dropped; a test that only
+needs a ledger gets a schema of its own in a database this test run creates and drops, which is
+twenty times quicker to make.
 
 Where no server answers, the tests that need one are skipped, saying why; with
 ``VOTE_LEDGER_REQUIRE_POSTGRES=1`` (as ``.ci/run`` sets it) they fail instead.
@@ -8,6 +11,7 @@ Where no server answers, the tests that need one are skipped, saying why; with
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -52,6 +56,58 @@ def require_postgres() -> None:
     if REQUIRED:
         pytest.fail(f"{reason}, and VOTE_LEDGER_REQUIRE_POSTGRES=1 says it must be there")
     pytest.skip(reason)
+
+
+_RUN_DATABASE: list[str] = []  # this process's database for the run, once made
+
+
+def run_database() -> str:
+    """The URL of this process's database for the test run: made at its first use, dropped when
+    the process ends."""
+    if not _RUN_DATABASE:
+        name = f"vote_ledger_run_{uuid.uuid4().hex[:16]}"
+        _on_server(f'CREATE DATABASE "{name}"')
+        atexit.register(_drop_at_exit, name)
+        _RUN_DATABASE.append(database_url(name))
+    return _RUN_DATABASE[0]
+
+
+async def _execute(statement: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _on_server(statement: str) -> None:
+    with ThreadPoolExecutor(1) as pool:  # the caller may be inside a running event loop
+        pool.submit(lambda: asyncio.run(_execute(statement))).result()
+
+
+def _drop_at_exit(name: str) -> None:
+    asyncio.run(_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))  # no loop runs by now
+
+
+@asynccontextmanager
+async def fresh_schema() -> AsyncIterator[str]:
+    """The URL of a ledger in a new, empty schema of the run's database (its ``search_path``);
+    the schema is dropped afterwards."""
+    base = run_database()
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(base, timeout=10)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"{base}?search_path={name}"
+    finally:
+        conn = await asyncpg.connect(base, timeout=10)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await conn.close()
 
 
 @asynccontextmanager
