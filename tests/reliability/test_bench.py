@@ -280,5 +280,5 @@ def test_a_postgresql_server_that_cannot_be_reached_stops_the_benchmark_in_one_l
 
     assert done.returncode == 1
     assert done.stderr.startswith("vote-ledger: error: the benchmark stopped: postgresql://postgres@127.0.0.1:1"
-                                  "/test: cannot create a database for the run: ")
+                                  "/test: cannot create a scratch database: ")
     assert done.stderr.count("\n") == 1
