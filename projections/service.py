@@ -191,6 +191,7 @@ class VoteLedger:
         self._probed = float("-inf")
         self._unreachable = False
         self._stalled: asyncio.Future[None] | None = None  # a check that outlasted READ_WAIT
+        self._check: asyncio.Future[None] | None = None  # the check the reads of the moment share
         self._writer: GroupCommitWriter[Command, Result, Pending] = GroupCommitWriter(
             store, Decider(state, clock), max_batch
         )
@@ -251,12 +252,20 @@ class VoteLedger:
         A store that does not answer at all (a server behind a network that drops packets) is
         waited for ``READ_WAIT`` at most: the check goes on by itself, the state in memory
         answers, and until the check ends every read answers from memory without starting another.
+        Reads that arrive while a check is under way wait for that one: under load, one check
+        (and its task) serves every read of its millisecond, not one each.
         """
         stalled = self._stalled
         if stalled is not None:
             if not stalled.done():
                 return
             self._stalled = None
+        check = self._check
+        if check is None or check.done():
+            check = self._check = asyncio.ensure_future(self._bounded_refresh(max_staleness))
+        await asyncio.shield(check)
+
+    async def _bounded_refresh(self, max_staleness: float) -> None:
         check = asyncio.ensure_future(self.refresh(max_staleness))
         check.add_done_callback(_outcome_read)  # whether or not anyone is still waiting for it
         done, _ = await asyncio.wait((check,), timeout=READ_WAIT)
