@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -84,7 +86,10 @@ def in_second_process(
     Leaving the block waits for the process; if the block raised, the job's result is no longer
     wanted and is cancelled first.
     """
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         future = asyncio.get_running_loop().run_in_executor(pool, _run_apart, reopen, job)
         try:
             yield Apart(future, what)
@@ -95,6 +100,18 @@ def in_second_process(
 
 def _run_apart(reopen: StoreOpener, job: Callable[[EventStore], Awaitable[T]]) -> T:
     return asyncio.run(_with_store(reopen, job))
+
+
+def _end_with_parent(parent: int) -> None:
+    """End this second process once ``parent``, the process that started it, has gone (killed,
+    say): it would otherwise wait for a job for ever, on a pipe whose ends it holds itself."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 async def _with_store(reopen: StoreOpener, job: Callable[[EventStore], Awaitable[T]]) -> T:
