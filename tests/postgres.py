@@ -72,8 +72,9 @@ def run_database() -> str:
     return _RUN_DATABASE[0]
 
 
-async def _execute(statement: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL, timeout=10)
+async def _execute(statement: str, url: str = ADMIN_URL) -> None:
+    """Run one statement on a connection of its own to ``url``."""
+    conn = await asyncpg.connect(url, timeout=10)
     try:
         await conn.execute(statement)
     finally:
@@ -95,35 +96,19 @@ async def fresh_schema() -> AsyncIterator[str]:
     the schema is dropped afterwards."""
     base = run_database()
     name = f"t_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(base, timeout=10)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{name}"')
-    finally:
-        await conn.close()
+    await _execute(f'CREATE SCHEMA "{name}"', base)
     try:
         yield f"{base}?search_path={name}"
     finally:
-        conn = await asyncpg.connect(base, timeout=10)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await conn.close()
+        await _execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE', base)
 
 
 @asynccontextmanager
 async def fresh_database(base: str = ADMIN_URL) -> AsyncIterator[str]:
     """A new, empty database on the server of ``base``: its URL; dropped afterwards."""
     name = f"vote_ledger_test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(base, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await _execute(f'CREATE DATABASE "{name}"', base)
     try:
         yield database_url(name, base)
     finally:
-        admin = await asyncpg.connect(base, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', base)
