@@ -236,6 +236,18 @@ class MemoryEventStore(EventStore):
         table = self._usable().tables.get(spec.name)
         return [] if table is None else table.sorted_rows()
 
+    async def lookup(self, spec: TableSpec, keys: Sequence[Row]) -> list[Row]:
+        table = self._usable().tables.get(spec.name)
+        if table is None:
+            return []
+        return sorted(row for row in map(table.rows.get, set(map(tuple, keys))) if row is not None)
+
+    async def seek(self, spec: TableSpec, key: Row, before: bool = False) -> Row | None:
+        table = self._usable().tables.get(spec.name)
+        wanted = tuple(key)
+        keys = [k for k in table.rows if (k <= wanted if before else k >= wanted)] if table else []
+        return table.rows[max(keys) if before else min(keys)] if table and keys else None
+
     @asynccontextmanager
     async def rewrite_tables(self) -> AsyncIterator[TableRewrite]:
         log = self._usable(writing=True)

@@ -166,6 +166,16 @@ class EventStore(abc.ABC):
         """Every row of a projection table, in key order."""
 
     @abc.abstractmethod
+    async def lookup(self, spec: TableSpec, keys: Sequence[Row]) -> list[Row]:
+        """The rows of a table with any of these keys (those that exist), in key order: a read by
+        key, whose cost does not grow with the table."""
+
+    @abc.abstractmethod
+    async def seek(self, spec: TableSpec, key: Row, before: bool = False) -> Row | None:
+        """The first row of a table whose key is at or after ``key`` in key order (``before``: the
+        last at or before it), or None: a read by key."""
+
+    @abc.abstractmethod
     def rewrite_tables(self) -> AbstractAsyncContextManager[TableRewrite]:
         """An exclusive transaction to replace projection tables (the rebuild)."""
 

@@ -96,6 +96,28 @@ def select_rows(spec: TableSpec, schema: str | None = None) -> str:
     return f"SELECT * FROM {name} ORDER BY {_names(spec.key_names)}"
 
 
+def lookup_sql(spec: TableSpec) -> str:
+    """The query for the rows with any of the keys bound as one array per key column."""
+    key = _names(spec.key_names)
+    arrays = ", ".join(f"${i}::{_TYPES[c.type]}[]" for i, c in enumerate(spec.columns[: spec.key], 1))
+    return (
+        f"SELECT t.* FROM {quoted(spec.name)} t JOIN unnest({arrays}) AS k({key}) USING ({key}) "
+        f"ORDER BY {key}"
+    )
+
+
+def seek_sql(spec: TableSpec, before: bool) -> str:
+    """The query for the first row whose key is at or after the bound key (``before``: the last
+    at or before it)."""
+    key = _names(spec.key_names)
+    order = ", ".join(f"{quoted(n)} DESC" for n in spec.key_names) if before else key
+    bound = ", ".join(f"${i}::{_TYPES[c.type]}" for i, c in enumerate(spec.columns[: spec.key], 1))
+    if spec.key > 1:  # a row comparison, which one index range answers
+        key, bound = f"({key})", f"({bound})"
+    where = f"{key} {'<=' if before else '>='} {bound}"
+    return f"SELECT * FROM {quoted(spec.name)} WHERE {where} ORDER BY {order} LIMIT 1"
+
+
 COLUMNS = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped

@@ -42,7 +42,9 @@ from ledger.postgres.schema import (
     create_table,
     expected_columns,
     expected_uniques,
+    lookup_sql,
     quoted,
+    seek_sql,
     select_rows,
     write_sql,
 )
@@ -390,8 +392,22 @@ class PostgresEventStore(EventStore):
                 await conn.execute(create_table(spec))
 
     async def rows(self, spec: TableSpec) -> list[Row]:
+        return await self._table_rows(lambda conn: conn.fetch(select_rows(spec)))
+
+    async def lookup(self, spec: TableSpec, keys: Sequence[Row]) -> list[Row]:
+        if not keys:
+            return []
+        unique = dict.fromkeys(map(tuple, keys))  # a join would give a key asked twice twice
+        columns = [list(column) for column in zip(*unique, strict=True)]
+        return await self._table_rows(lambda conn: conn.fetch(lookup_sql(spec), *columns))
+
+    async def seek(self, spec: TableSpec, key: Row, before: bool = False) -> Row | None:
+        rows = await self._table_rows(lambda conn: conn.fetch(seek_sql(spec, before), *key))
+        return rows[0] if rows else None
+
+    async def _table_rows(self, fetch: Callable[[asyncpg.Connection], Awaitable[list[Any]]]) -> list[Row]:
         try:
-            records = await self._run(lambda conn: conn.fetch(select_rows(spec)))
+            records = await self._run(fetch)
         except NotALedgerError:
             return []  # a table never created has no rows
         return [tuple(r) for r in records]

@@ -71,6 +71,23 @@ def write_statement(spec: TableSpec, rows: list[Row], name: str | None = None) -
     return sql, rows
 
 
+def lookup_sql(spec: TableSpec, count: int) -> str:
+    """The query for the rows with any of ``count`` keys, each bound as the key's columns in turn."""
+    key = ", ".join(spec.key_names)
+    values = ", ".join([f"({', '.join('?' * spec.key)})"] * count)
+    return f"SELECT * FROM {spec.name} WHERE ({key}) IN (VALUES {values}) ORDER BY {key}"
+
+
+def seek_sql(spec: TableSpec, before: bool) -> str:
+    """The query for the first row whose key is at or after a key (``before``: the last at or
+    before it), the key bound as its columns."""
+    key = ", ".join(spec.key_names)
+    order = ", ".join(f"{n} DESC" for n in spec.key_names) if before else key
+    bound = ", ".join("?" * spec.key)
+    where = f"({key}) {'<=' if before else '>='} ({bound})"
+    return f"SELECT * FROM {spec.name} WHERE {where} ORDER BY {order} LIMIT 1"
+
+
 def shape_matches(conn: sqlite3.Connection, spec: TableSpec) -> bool:
     """Whether the table is laid out as ``create_table(spec)`` lays it out: the same columns,
     types, nullability and key, the same unique constraints, and no index or trigger of its own."""

@@ -28,6 +28,8 @@ from ledger.sqlite.schema import (
     check_or_create,
     check_or_create_patiently,
     create_table,
+    lookup_sql,
+    seek_sql,
     shape_matches,
     write_statement,
 )
@@ -378,6 +380,15 @@ class SqliteEventStore(EventStore):
 
     async def rows(self, spec: TableSpec) -> list[Row]:
         return await self._fetch(*_select_rows(spec))
+
+    async def lookup(self, spec: TableSpec, keys: Sequence[Row]) -> list[Row]:
+        if not keys:
+            return []
+        return await self._fetch(lookup_sql(spec, len(keys)), [v for key in keys for v in key])
+
+    async def seek(self, spec: TableSpec, key: Row, before: bool = False) -> Row | None:
+        rows = await self._fetch(seek_sql(spec, before), key)
+        return rows[0] if rows else None
 
     @asynccontextmanager
     async def rewrite_tables(self) -> AsyncIterator[TableRewrite]:

@@ -540,6 +540,39 @@ class EventStoreContract(abc.ABC):
 
         assert await store.rows(BALLOTS) == sorted(rows)
 
+    async def test_a_lookup_finds_exactly_the_rows_with_the_keys_asked_for(self, store: EventStore) -> None:
+        await store.create_tables([SEEN, BALLOTS])
+        await append(store, [], {
+            SEEN: [(f"n{i}", i) for i in range(50)],
+            BALLOTS: [("p1", "a", 1, 1), ("p1", "b", 1, 2), ("p2", "a", 2, 3), ("p10", "a", 1, 4)],
+        })
+
+        assert await store.lookup(SEEN, [("n7",), ("n42",), ("n7",), ("missing",)]) == [("n42", 42), ("n7", 7)]
+        assert await store.lookup(SEEN, []) == []
+        assert await store.lookup(BALLOTS, [("p2", "a"), ("p1", "b"), ("p1", "c"), ("a", "p1")]) == [
+            ("p1", "b", 1, 2), ("p2", "a", 2, 3),
+        ]
+        assert await store.lookup(ACCOUNTS, [("u",)]) == []  # a table never created
+
+    async def test_a_seek_finds_the_nearest_row_at_or_past_a_key_either_way(self, store: EventStore) -> None:
+        await store.create_tables([SEEN, BALLOTS])
+        await append(store, [], {
+            SEEN: [("b", 2), ("d", 4), ("f", 6)],
+            BALLOTS: [("p1", "a", 1, 1), ("p1", "c", 1, 2), ("p2", "a", 2, 3)],
+        })
+
+        assert await store.seek(SEEN, ("c",)) == ("d", 4)
+        assert await store.seek(SEEN, ("d",)) == ("d", 4)
+        assert await store.seek(SEEN, ("g",)) is None
+        assert await store.seek(SEEN, ("c",), before=True) == ("b", 2)
+        assert await store.seek(SEEN, ("a",), before=True) is None
+        assert await store.seek(SEEN, ("zzz",), before=True) == ("f", 6)
+        # a key of two columns orders by the first, then the second
+        assert await store.seek(BALLOTS, ("p1", "b")) == ("p1", "c", 1, 2)
+        assert await store.seek(BALLOTS, ("p1", "d")) == ("p2", "a", 2, 3)
+        assert await store.seek(BALLOTS, ("p2", ""), before=True) == ("p1", "c", 1, 2)
+        assert await store.seek(ACCOUNTS, ("u",)) is None  # a table never created
+
     async def test_a_replacing_table_upserts_by_its_key(self, store: EventStore) -> None:
         await store.create_tables([SEEN, BALLOTS])
         await append(store, user_events(1), {SEEN: [("users", 1), ("polls", 0)], BALLOTS: [("p", "u", 1, 1)]})
