@@ -221,7 +221,10 @@ def open_note(note: str, key: VerifierKey) -> str:
     text, lines = note[: split + 1], note[split + 2 : -1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise VerificationError(f"the note is malformed: more than {MAX_SIGNATURES} signatures")
-    public_key = Ed25519PublicKey.from_public_bytes(key.public_key)
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(key.public_key)
+    except ValueError:
+        raise VerificationError(f"the key {key} is not an Ed25519 public key") from None
     signed = False
     for number, line in enumerate(lines, 1):
         name, _, encoded = line[2:].partition(" ")
@@ -260,7 +263,7 @@ class Checkpoint:
         if len(lines) < 3 or not lines[0] or not all(lines[3:]):
             raise VerificationError("the checkpoint is not origin, size and root hash lines")
         origin, size, root = lines[:3]
-        if not re.fullmatch(r"0|[1-9][0-9]*", size):
+        if not re.fullmatch(r"0|[1-9][0-9]{0,19}", size):
             raise VerificationError(f"the checkpoint's tree size {size!r} is not a decimal number")
         root_hash = _unb64(root, "the checkpoint's root hash")
         if len(root_hash) != 32:
@@ -586,7 +589,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_key(value: str) -> VerifierKey:
-    text = _text_file(Path(value)).strip() if Path(value).is_file() else value
+    try:
+        text = _text_file(Path(value)).strip() if Path(value).is_file() else value
+    except (OSError, ValueError):  # a key string too long or too odd to be a file name
+        text = value
     try:
         return VerifierKey.parse(text)
     except VerificationError as exc:
