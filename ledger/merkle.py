@@ -32,12 +32,14 @@ def frontier_keys(size: int) -> list[Node]:
 
 
 def _range_keys(start: int, end: int) -> list[Node]:
-    """The complete subtrees that ``[start, end)`` splits into, left to right, each as large as can be."""
+    """The complete subtrees that ``[start, end)`` splits into, left to right, largest first.
+
+    ``start`` is a multiple of the largest power of two in ``end - start``, as every range of an
+    RFC 9162 tree is: so each piece starts where a complete subtree of its size can.
+    """
     keys = []
     while start < end:
         level = (end - start).bit_length() - 1
-        if start:
-            level = min(level, (start & -start).bit_length() - 1)
         keys.append((level, start >> level))
         start += 1 << level
     return keys
