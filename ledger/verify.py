@@ -12,7 +12,8 @@ formats, nothing of its own:
 An export directory, as ``vote-ledger export`` writes it, holds ``events.jsonl`` (one object a line,
 in seq order: ``{"seq", "body", "hash"}``, ``hash`` the hex chain hash SHA-256(previous hash || body),
 the first previous hash 32 zero bytes), ``checkpoints/<size>.txt`` (signed checkpoints) and
-``log.json`` (``origin``, ``verifierKey``, ``treeSize``, ``rootHash``, ``headHash``, ``tallies``).
+``log.json`` (``origin``, ``verifierKey``, ``treeSize``, ``rootHash`` in base64, ``headHash`` the last
+chain hash in hex, 64 zeros for an empty log, and ``tallies``).
 
 Tallies are recounted from the bodies. Every poll a ``PollCreated`` makes is in the tallies, with
 every candidate a ``CandidateAdded`` gives it, each with its count of votes (zero included), keyed
