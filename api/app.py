@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import docs, legacy, v1
+from api import docs, legacy, stream, v1
 from api.auth import Authenticator, load_or_create_secret
 from api.cors import cors_middleware
 from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, SIGNUPS, THROTTLE
@@ -107,8 +107,12 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[RESPONSES] = ResponseCache()
+    app[stream.STREAMS] = hub = stream.ResultsHub()
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(hub.running)
+    app.on_shutdown.append(hub.close)  # open streams end before the server waits for its handlers
     app.add_routes(legacy.routes)
     app.add_routes(v1.routes)
+    app.add_routes(stream.routes)
     app.add_routes(docs.routes)
     return app

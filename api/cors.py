@@ -18,6 +18,8 @@ from api.middlewares import Handler
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 DEFAULT_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 EXPOSED_HEADERS = "X-Request-Id, Retry-After"
+CORS_HEADERS = web.RequestKey("cors_headers", dict[str, str])
+"""The CORS headers of the request's answer, for a handler that sends its headers itself (a stream)."""
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
 
 
@@ -51,9 +53,10 @@ def cors_middleware(origins: Sequence[str]) -> web.middleware:  # type: ignore[v
                 )
                 headers["Access-Control-Max-Age"] = "3600"
             return web.Response(status=204, headers=headers)
-        response = await handler(request)
         if allow(origin, headers):
             headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        request[CORS_HEADERS] = headers
+        response = await handler(request)
         response.headers.update(headers)
         return response
 

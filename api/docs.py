@@ -44,6 +44,7 @@ from api.schemas import (
     VoteRequestSchema,
     VoteResponseSchema,
 )
+from api.stream import StreamQuerySchema
 
 ERROR_TEXT = {
     400: "Malformed body, missing or invalid field, bad query parameter",
@@ -75,10 +76,19 @@ class Operation:
     errors: list[int] = field(default_factory=list)
     tag: str = "JSON API"
     media: str = "application/json"
+    parameters: list[dict[str, Any]] = field(default_factory=list)  # besides pollId, the query and bodies
 
 
 POLL_ID = {"in": "path", "name": "pollId", "required": True, "schema": {"type": "string"}}
 TEXT = {"type": "string"}
+STREAM_EVENTS = {"type": "string", "description": (
+    "`text/event-stream`. A `results` event (its `id` the ledger position its totals count up to; its "
+    "data the results route's answer plus the poll's `status`) at once and at every change; or, while "
+    "the caller may not see the results, one `hidden` event (an empty `id`; its data `pollId`, `asOf`, "
+    "`status` and the results route's 403 `error`), followed by the results once they open. A "
+    "`: keep-alive` comment every 15 s. Browsers pass the token as `?token=`, since an EventSource "
+    "cannot send Authorization."
+)}
 
 OPERATIONS = [
     Operation("post", "/api/v1/users", "Sign up", 201, UserSchema, body=UserCreateSchema,
@@ -116,6 +126,12 @@ OPERATIONS = [
     Operation("get", "/vote", "Vote in the legacy poll: ?id=N", 200, LegacyVoteSchema,
               query=LegacyVoteQuerySchema, auth=True, errors=[400, 401, 403, 404, 409, 503],
               tag="Legacy 2020 routes"),
+    Operation("get", "/api/v1/polls/{pollId}/results/stream",
+              "Live results as Server-Sent Events: now, then at every change", 200, STREAM_EVENTS,
+              query=StreamQuerySchema, errors=[400, 401, 404, 503], tag="JSON API", media="text/event-stream",
+              parameters=[{"in": "header", "name": "Last-Event-ID", "schema": TEXT, "description":
+                           "The id of the last event received (a ledger position): only later changes "
+                           "are sent. An EventSource sends it by itself when it reconnects."}]),
 ]
 
 
@@ -137,6 +153,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     parameters: list[Any] = [POLL_ID] if "{pollId}" in op.path else []
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})
+    parameters += op.parameters
     if op.path.endswith("/votes") or op.path == "/vote":
         parameters.append({"in": "header", "name": "Idempotency-Key", "schema": TEXT,
                            "description": "Retrying with the same key returns the original vote."})
