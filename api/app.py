@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import docs, legacy, stream, v1
+from api import docs, legacy, page, stream, v1
 from api.auth import Authenticator, load_or_create_secret
 from api.cors import cors_middleware
 from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, SIGNUPS, THROTTLE
@@ -115,4 +115,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(v1.routes)
     app.add_routes(stream.routes)
     app.add_routes(docs.routes)
+    app.add_routes(page.routes)
     return app

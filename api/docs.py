@@ -19,6 +19,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
 from api.errors import ApiError
+from api.page import IndexSchema
 from api.responses import json_bytes_response
 from api.schemas import (
     EraseMeSchema,
@@ -77,6 +78,7 @@ class Operation:
     tag: str = "JSON API"
     media: str = "application/json"
     parameters: list[dict[str, Any]] = field(default_factory=list)  # besides pollId, the query and bodies
+    also: dict[str, Any] = field(default_factory=dict)  # the answer's other media types: their schemas
 
 
 POLL_ID = {"in": "path", "name": "pollId", "required": True, "schema": {"type": "string"}}
@@ -132,6 +134,16 @@ OPERATIONS = [
               parameters=[{"in": "header", "name": "Last-Event-ID", "schema": TEXT, "description":
                            "The id of the last event received (a ledger position): only later changes "
                            "are sent. An EventSource sends it by itself when it reconnects."}]),
+    Operation("get", "/", "The web page; for a client that asks for JSON, the links to the API", 200,
+              None, tag="Web page", media="text/html", also={"application/json": IndexSchema}),
+    Operation("get", "/polls/{pollId}", "The web page, at one poll", 200, None, errors=[404],
+              tag="Web page", media="text/html"),
+    Operation("get", "/polls/{pollId}/screen", "A poll's projector view: live results, large, no controls",
+              200, None, errors=[404], tag="Web page", media="text/html"),
+    Operation("get", "/assets/{name}", "A file of the web page (a script, its style sheet, its icon)", 200,
+              None, errors=[404], tag="Web page", media="text/javascript",
+              also={"text/css": TEXT, "image/svg+xml": TEXT},
+              parameters=[{"in": "path", "name": "name", "required": True, "schema": TEXT}]),
 ]
 
 
@@ -143,6 +155,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         "tags": [op.tag],
         "responses": {str(op.ok): {"description": "OK", "content": {content_type: {"schema": schema}}}},
     }
+    spec["responses"][str(op.ok)]["content"].update({media: {"schema": s} for media, s in op.also.items()})
     if op.ok == 204:
         spec["responses"]["204"] = {"description": "Done; no content"}
     for status in op.errors:
