@@ -6,6 +6,9 @@ one computation, and an app that stops at once with streams open."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from api.stream import STREAMS
 from projections.commands import SetPollStatus
 from tests.api.helpers import Client, bearer, error_of, unsigned_token
 from tests.conftest import MakeClient, signup_and_login
+from tests.reliability.helpers import run_cli, start_server
 from tests.web.sse import EventReader, stream
 
 CLUB = Path(__file__).resolve().parents[2] / "projections" / "polls" / "club.toml"
@@ -170,6 +174,31 @@ async def test_two_hundred_streams_get_one_vote_as_one_event_computed_once(clien
     assert hub.streams == 0 and hub.channels == {}
 
 
+async def test_the_more_streams_a_poll_has_the_further_apart_its_events(client: Client) -> None:
+    hub = client.app[STREAMS]
+    hub.gap_per_stream = 0.1  # 5 streams: an event every 0.5 s at most
+    voters = [await signup_and_login(client, f"v{n}@example.com") for n in range(4)]
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [await stack.enter_async_context(stream(client, POLL)) for _ in range(5)]
+        for events in streams:
+            await events.next()
+        await asyncio.sleep(0.6)
+        computed = hub.computations
+        first = await vote(client, voters[0], 1)
+        assert (await streams[0].next()).id == str(first)  # the first change goes out at once
+        sent = loop.time()
+        last = 0
+        for voter in voters[1:]:  # three more, one by one, within the gap
+            last = await vote(client, voter, 2)
+        later = await streams[0].next()
+        assert loop.time() - sent >= 0.45
+        assert later.id == str(last) and later.json()["totalVotes"] == 4  # the three, together
+        assert hub.computations == computed + 2
+        for events in streams[1:]:
+            assert [(await events.next()).id, (await events.next()).id] == [str(first), str(last)]
+
+
 async def test_nothing_is_computed_while_no_stream_is_open(client: Client) -> None:
     token = await signup_and_login(client, "ada@example.com")
     hub = client.app[STREAMS]
@@ -215,3 +244,45 @@ async def test_a_forged_token_is_refused_before_the_stream_starts(client: Client
     token = unsigned_token({"sub": "nobody", "iat": 1, "exp": 2})
     sent: dict[str, Any] = {"headers": bearer(token)} if kind == "header" else {"params": {"token": token}}
     await error_of(await client.get(f"/api/v1/polls/{POLL}/results/stream", **sent), 401)
+
+
+# --- a real `vote-ledger serve`: another process's append, and SIGTERM with streams open ------------
+
+
+async def test_a_poll_closed_by_another_process_opens_its_results_on_its_streams(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    server = start_server(db, config=CLUB)
+    try:
+        async with aiohttp.ClientSession() as session:
+            events = EventReader(await session.get(f"{server.url}/api/v1/polls/demo-day/results/stream"))
+            try:
+                assert (await events.next()).name == "hidden"
+                closed = await asyncio.to_thread(run_cli, "polls", "close", "demo-day", "--db", str(db))
+                assert closed.returncode == 0, closed.stderr
+                opened = await events.next(timeout=5)  # no request came: the hub looked by itself
+                assert opened.name == "results" and opened.json()["status"] == "closed"
+            finally:
+                await events.close()
+    finally:
+        server.kill()
+
+
+async def test_sigterm_stops_the_server_at_once_with_streams_open(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "ledger.db", config=CLUB)
+    try:
+        async with aiohttp.ClientSession() as session:
+            readers = [EventReader(await session.get(f"{server.url}/api/v1/polls/{poll}/results/stream"))
+                       for poll in ("frontend-leader", "demo-day") for _ in range(10)]
+            for reader in readers:
+                await reader.next()
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(server.process.wait, 20)
+            assert code == 0, server.log_text()[-2000:]
+            assert time.monotonic() - started < 5  # not the 30 s the server waits for handlers at most
+            for reader in readers:
+                await asyncio.wait_for(reader.ended.wait(), 5)
+                await reader.close()
+        assert "Traceback" not in server.log_text()
+    finally:
+        server.kill()
