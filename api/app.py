@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import docs, legacy, page, stream, v1
+from api import docs, legacy, page, proofs, stream, v1
 from api.auth import Authenticator, load_or_create_secret
 from api.cors import cors_middleware
 from api.keys import AUTH, LEDGER, RESPONSES, SETTINGS, SIGNUPS, THROTTLE
 from api.middlewares import Handler, error_middleware
 from api.responses import ResponseCache
 from api.settings import PREFIX, Settings, SettingsError
+from api.signing import load_signing
 from api.throttle import LoginThrottle, SignupThrottle
 from ledger.open import locate, open_store
 from projections.commands import Appended, SyncPolls
@@ -49,9 +50,10 @@ def refuse_readable_ledger(settings: Settings) -> None:
 async def open_store_ledger(settings: Settings, create: bool) -> VoteLedger:
     """The ledger file named by the settings, replayed and with its writer started."""
     refuse_readable_ledger(settings)
+    signing = load_signing(settings)
     store = await open_store(settings.db, create=create, busy_timeout_ms=settings.busy_timeout)
     try:
-        return await VoteLedger.open(store, max_batch=settings.max_batch)
+        return await VoteLedger.open(store, signing, max_batch=settings.max_batch)
     except BaseException:
         await store.close()
         raise
@@ -113,6 +115,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(hub.close)  # open streams end before the server waits for its handlers
     app.add_routes(legacy.routes)
     app.add_routes(v1.routes)
+    app.add_routes(proofs.routes)
     app.add_routes(stream.routes)
     app.add_routes(docs.routes)
     app.add_routes(page.routes)

@@ -121,3 +121,18 @@ async def _body(request: web.Request) -> bytes:
     if content.is_eof() and content.total_bytes <= request.client_max_size:
         return content.read_nowait()
     return await request.read()  # reads the rest, and answers 413 past the limit
+
+
+def query_values(request: web.Request, numbers: tuple[str, ...]) -> dict[str, str]:
+    """Query parameters, refusing any given twice and the ``numbers`` spelled other than in ASCII
+    digits (a schema's integer would take "+1", " 1" or digits of other scripts)."""
+    values: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key in values:
+            raise ApiError(400, "invalid_query", f"{key} is given more than once", {key: "repeated"})
+        values[key] = value
+    for name in numbers:
+        number = values.get(name)
+        if number is not None and not (number.isascii() and number.isdigit() and len(number) <= 16):
+            raise ApiError(400, "invalid_query", f"{name} must be a number (digits)", {name: "not a number"})
+    return values

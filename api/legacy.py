@@ -96,4 +96,8 @@ async def vote(request: web.Request) -> web.Response:
     record = await cast_vote(request, identity, poll.poll_id, candidate_id)
     candidate = ledger.state.candidates[candidate_id]
     votes = candidate.votes if _counts_visible(request, poll, identity.user.user_id) else 0
-    return json_response({"id": candidate_id, "name": candidate.name, "voteCount": votes, "seq": record.seq})
+    receipt = await request.app[LEDGER].receipt(record.seq)
+    return json_response({
+        "id": candidate_id, "name": candidate.name, "voteCount": votes, "seq": record.seq,
+        "receipt": receipt.as_json(),
+    })

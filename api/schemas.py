@@ -165,10 +165,69 @@ class ResultsSchema(Schema):
     candidates = fields.List(fields.Nested(TallySchema), required=True)
 
 
+HASH = {"description": "A SHA-256 hash: standard base64 of its 32 bytes."}
+
+
+class ReceiptSchema(Schema):
+    """What proves a vote is in the log, checkable offline with the verifier key alone."""
+
+    seq = fields.Integer(required=True, metadata={"description": "Ledger position of the vote."})
+    leafIndex = fields.Integer(required=True, metadata={"description": "seq - 1: its leaf in the tree."})
+    leafHash = fields.String(required=True, metadata=HASH)
+    treeSize = fields.Integer(required=True, metadata={"description": "Leaves of the signed tree."})
+    inclusionProof = fields.List(fields.String(metadata=HASH), required=True)
+    checkpoint = fields.String(required=True, metadata={
+        "description": "The signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)."
+    })
+    body = fields.String(required=True, metadata={"description": "The event's body, as stored and hashed."})
+
+
 class VoteResponseSchema(Schema):
     seq = fields.Integer(required=True, metadata={"description": "Ledger position of the vote."})
     pollId = fields.String(required=True)
     candidateId = fields.Integer(required=True)
+    receipt = fields.Nested(ReceiptSchema, required=True)
+
+
+class ReceiptListSchema(Schema):
+    receipts = fields.List(fields.Nested(ReceiptSchema), required=True)
+
+
+class LogKeySchema(Schema):
+    origin = fields.String(required=True, metadata={"description": "The name checkpoints sign."})
+    verifierKey = fields.String(required=True, metadata={
+        "description": "The note verifier key: <name>+<key id>+<base64(0x01 || Ed25519 public key)>."
+    })
+    algorithm = fields.String(required=True)
+
+
+class InclusionProofSchema(Schema):
+    leafIndex = fields.Integer(required=True)
+    treeSize = fields.Integer(required=True)
+    leafHash = fields.String(required=True, metadata=HASH)
+    hashes = fields.List(fields.String(metadata=HASH), required=True)
+
+
+class ConsistencyProofSchema(Schema):
+    from_ = fields.Integer(required=True, data_key="from")
+    to = fields.Integer(required=True)
+    hashes = fields.List(fields.String(metadata=HASH), required=True)
+
+
+class CheckpointQuerySchema(Strict):
+    size = fields.Integer(validate=validate.Range(min=0, max=MAX_ID), metadata={
+        "description": "The tree size of the checkpoint wanted (default: the latest)."
+    })
+
+
+class InclusionQuerySchema(Strict):
+    seq = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    size = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+
+
+class ConsistencyQuerySchema(Strict):
+    from_ = fields.Integer(required=True, data_key="from", validate=validate.Range(min=1, max=MAX_ID))
+    to = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class BallotSchema(Schema):
@@ -193,6 +252,7 @@ class LegacyCandidateSchema(Schema):
 
 class LegacyVoteSchema(LegacyCandidateSchema):
     seq = fields.Integer(required=True, metadata={"description": "Ledger position of the vote."})
+    receipt = fields.Nested(ReceiptSchema, required=True)
 
 
 class LegacyVoteQuerySchema(Schema):
@@ -257,3 +317,6 @@ LEGACY_SIGNUP = LegacySignupSchema()
 LEGACY_LOGIN = LegacyLoginSchema()
 VOTE_REQUEST = VoteRequestSchema()
 RESULTS_QUERY = ResultsQuerySchema()
+CHECKPOINT_QUERY = CheckpointQuerySchema()
+INCLUSION_QUERY = InclusionQuerySchema()
+CONSISTENCY_QUERY = ConsistencyQuerySchema()

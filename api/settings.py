@@ -48,6 +48,8 @@ class Settings:
     allow_readable_ledger: bool = False  # serve a ledger file other users of the machine can read
     max_connections: int = 0  # open connections at most; 0: the open-file limit less a reserve
     trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For names the client
+    signing_key: str | None = field(default=None, repr=False)  # Ed25519 seed; None: a key file
+    origin: str | None = None  # the name checkpoints sign; None: the ledger's own, or a default
 
     @property
     def secret_file(self) -> Path | None:
@@ -55,6 +57,13 @@ class Settings:
         ledger file); None for a ledger that keeps no file (``memory:``)."""
         path = locate(self.db).path
         return None if path is None else path.with_name(path.name + ".jwt-secret")
+
+    @property
+    def signing_key_file(self) -> Path | None:
+        """Where the generated checkpoint signing key is kept when none is configured (0600,
+        beside the ledger file); None for a ledger that keeps no file."""
+        path = locate(self.db).path
+        return None if path is None else path.with_name(path.name + ".signing-key")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -112,6 +121,10 @@ class Settings:
                 raise SettingsError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
         if self.jwt_secret is not None and len(self.jwt_secret) < 32:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 characters")
+        if self.signing_key is not None and self.signing_key.strip() == (self.jwt_secret or "").strip():
+            raise SettingsError(f"{PREFIX}SIGNING_KEY must not be the JWT secret")
+        if self.origin is not None and (not self.origin or any(c.isspace() or c == "+" for c in self.origin)):
+            raise SettingsError(f"{PREFIX}ORIGIN must be a name without spaces or '+', not {self.origin!r}")
 
 
 def _convert(name: str, raw: str) -> Any:

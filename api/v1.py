@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.actions import authenticate, caller_id, cast_vote, log_in, sign_up
-from api.bodies import json_body
+from api.bodies import json_body, query_values
 from api.errors import ApiError
 from api.keys import AUTH, LEDGER, RESPONSES
 from api.responses import json_bytes_response, json_response
@@ -41,7 +41,8 @@ async def vote(request: web.Request) -> web.Response:
     poll_id = request.match_info["pollId"]
     get_poll(request.app[LEDGER].state, poll_id)
     record = await cast_vote(request, identity, poll_id, candidate)
-    return json_response(vote_json(record), status=201)
+    receipt = await request.app[LEDGER].receipt(record.seq)
+    return json_response({**vote_json(record), "receipt": receipt.as_json()}, status=201)
 
 
 @routes.post(f"{PREFIX}/users")
@@ -110,7 +111,7 @@ async def show_poll(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/polls/{{pollId}}/results")
 async def results(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    query = load(RESULTS_QUERY, _single_values(request))
+    query = load(RESULTS_QUERY, query_values(request, ("at",)))
     poll = get_poll(ledger.state, request.match_info["pollId"])
     check_results_visible(ledger.state, poll, caller_id(request), ledger.clock())
     at = query.get("at")
@@ -123,19 +124,6 @@ async def results(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_query", f"the ledger ends at seq {ledger.state.head_seq}",
                        {"at": "beyond the head of the ledger"})
     return json_response(results_json(await tally_at(ledger.store, poll.poll_id, at)))
-
-
-def _single_values(request: web.Request) -> dict[str, str]:
-    """Query parameters, refusing any given twice and numbers spelled other than in ASCII digits."""
-    values: dict[str, str] = {}
-    for key, value in request.query.items():
-        if key in values:
-            raise ApiError(400, "invalid_query", f"{key} is given more than once", {key: "repeated"})
-        values[key] = value
-    at = values.get("at")
-    if at is not None and not (at.isascii() and at.isdigit() and len(at) <= 16):
-        raise ApiError(400, "invalid_query", "at must be a ledger position (digits)", {"at": "not a number"})
-    return values
 
 
 @routes.get("/healthz")

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from api.settings import Settings
+from api.signing import load_signing
+from bench.processes import SIGNING_KEY
 from ledger.open import open_store
 from projections.commands import Command, Registered
 from projections.service import VoteLedger
@@ -32,8 +35,9 @@ AT_ONCE = 4096
 async def bulk_ledger(db: Path) -> AsyncIterator[VoteLedger]:
     """The ledger at ``db`` (created if it is not there), its writer taking ``AT_ONCE`` commands
     per commit."""
+    signing = load_signing(Settings(db=str(db), signing_key=SIGNING_KEY))  # as the service signs
     store = await open_store(db, create=True)
-    ledger = await VoteLedger.open(store, max_batch=AT_ONCE)
+    ledger = await VoteLedger.open(store, signing, max_batch=AT_ONCE)
     try:
         yield ledger
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 from api.settings import PREFIX
 
 SECRET = "bench-secret-" + "b" * 40
+SIGNING_KEY = "YmVuY2gtY2hlY2twb2ludC1zaWduaW5nLWtleS0zMmI="  # base64 of a 32-byte Ed25519 seed
 """The JWT secret of every server the benchmark starts (it mints its voters' tokens with it)."""
 
 
@@ -46,11 +47,12 @@ def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def environment(db: str | Path) -> dict[str, str]:
-    """The settings of the service on ``db`` (a path or a URL): the benchmark's secret, which
-    every node shares, and a cheap hashing cost."""
+    """The settings of the service on ``db`` (a path or a URL): the benchmark's secret and
+    checkpoint signing key, which every node shares, and a cheap hashing cost."""
     return child_environment({
         "VOTE_LEDGER_DB": str(db),
         "VOTE_LEDGER_JWT_SECRET": SECRET,
+        "VOTE_LEDGER_SIGNING_KEY": SIGNING_KEY,
         "VOTE_LEDGER_ARGON2_TIME_COST": "1",
         "VOTE_LEDGER_ARGON2_MEMORY_COST": "8",
         "VOTE_LEDGER_ARGON2_PARALLELISM": "1",

@@ -39,7 +39,7 @@ class TableSpec:
     key: int = 1
     unique: tuple[tuple[str, ...], ...] = ()
     replace: bool = True
-    seq_column: str = "seq"
+    seq_column: str | None = "seq"  # None: no row speaks for one ledger position
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -49,7 +49,8 @@ class TableSpec:
             raise ValueError(f"table {self.name!r}: duplicate columns or a key out of range")
         if any(c.type not in COLUMN_TYPES for c in self.columns):
             raise ValueError(f"table {self.name!r}: a column type is not one of str, int, bytes")
-        if any(n not in names for group in self.unique for n in group) or self.seq_column not in names:
+        seq_unknown = self.seq_column is not None and self.seq_column not in names
+        if any(n not in names for group in self.unique for n in group) or seq_unknown:
             raise ValueError(f"table {self.name!r}: a constraint names an unknown column")
 
     @property
@@ -71,6 +72,8 @@ class TableSpec:
 
     def seq_of(self, row: Row) -> int | None:
         """The ledger position the row speaks for."""
+        if self.seq_column is None:
+            return None
         value = row[self.names.index(self.seq_column)]
         return value if isinstance(value, int) else None
 

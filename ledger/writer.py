@@ -19,6 +19,7 @@ from typing import Generic, Protocol, TypeVar
 from ledger.errors import LedgerError, StoreUnavailableError
 from ledger.store import EventStore, Head, StoredEvent
 from ledger.tables import TableWrites
+from ledger.tree import LogTree
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -60,9 +61,13 @@ class WriterClosedError(LedgerError):
 class GroupCommitWriter(Generic[C, R, P]):
     """The one writer of a process: batches commands and commits each batch durably."""
 
-    def __init__(self, store: EventStore, handler: BatchHandler[C, R, P], max_batch: int = 512) -> None:
+    def __init__(
+        self, store: EventStore, handler: BatchHandler[C, R, P], max_batch: int = 512,
+        tree: LogTree | None = None,
+    ) -> None:
         self._store = store
         self._handler = handler
+        self._tree = tree  # seals each batch into the Merkle tree, with a signed checkpoint
         self._max_batch = max_batch
         self._queue: list[tuple[C, asyncio.Future[R]]] = []
         self._wakeup = asyncio.Event()
@@ -141,12 +146,16 @@ class GroupCommitWriter(Generic[C, R, P]):
                 continue
             self.in_flight = decision.events
             try:
-                foreign = await self._store.append(
-                    decision.head, decision.events, decision.writes, decision.erase
-                )
+                writes = decision.writes
+                if self._tree is not None:
+                    seal = await self._tree.seal(decision.head, decision.events)
+                    writes = {**writes, **seal.writes}
+                foreign = await self._store.append(decision.head, decision.events, writes, decision.erase)
                 if foreign:
                     self._handler.catch_up(foreign)
                     continue
+                if self._tree is not None:
+                    self._tree.sealed(seal)
                 self._handler.committed(decision)
             finally:
                 self.in_flight = []

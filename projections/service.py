@@ -19,8 +19,9 @@ from typing import Generic, TypeVar
 import msgspec
 
 from ledger.errors import CorruptEventError, LedgerError, StoreUnavailableError
-from ledger.events import POLL_STREAMS, user_stream
+from ledger.events import POLL_STREAMS, ballot_stream, user_stream
 from ledger.store import EventStore, fold_reads
+from ledger.tree import Inclusion, LogTree, Receipt, Signing
 from ledger.writer import GroupCommitWriter
 from projections.commands import Command, Decider, Pending, Result
 from projections.model import User
@@ -197,10 +198,12 @@ class VoteLedger:
     """Reads answer from ``state``; every command goes through the one group-commit writer."""
 
     def __init__(
-        self, store: EventStore, state: LedgerState, clock: Callable[[], int], max_batch: int
+        self, store: EventStore, state: LedgerState, clock: Callable[[], int], max_batch: int,
+        tree: LogTree,
     ) -> None:
         self.store = store
         self.state = state
+        self.tree = tree
         self.clock = clock
         self._checked = float("-inf")
         self._catching_up: asyncio.Future[None] | None = None
@@ -210,15 +213,17 @@ class VoteLedger:
         self._stalled: asyncio.Future[None] | None = None  # a check that outlasted READ_WAIT
         self._check: asyncio.Future[None] | None = None  # the check the reads of the moment share
         self._writer: GroupCommitWriter[Command, Result, Pending] = GroupCommitWriter(
-            store, Decider(state, clock), max_batch
+            store, Decider(state, clock), max_batch, tree
         )
 
     @classmethod
     async def open(
-        cls, store: EventStore, clock: Callable[[], int] = wall_clock_ms, max_batch: int = 512
+        cls, store: EventStore, signing: Signing, clock: Callable[[], int] = wall_clock_ms,
+        max_batch: int = 512,
     ) -> VoteLedger:
-        """Replay the log into memory and start the writer."""
+        """Replay the log into memory, open its Merkle tree and start the writer."""
         await store.create_tables(TABLES)
+        tree = await LogTree.open(store, signing)
         await store.changed()  # the baseline: whatever commits from here on is caught up later
         # the projections' position is read first: the log can only have grown since
         position = max((seq for _, seq, _ in await store.rows(POSITION)), default=0)
@@ -228,7 +233,7 @@ class VoteLedger:
                 f"the projections are at seq {position} but the log ends at {state.head_seq}: "
                 "the log lost events; run the audit"
             )
-        ledger = cls(store, state, clock, max_batch)
+        ledger = cls(store, state, clock, max_batch, tree)
         ledger._writer.start()
         return ledger
 
@@ -317,6 +322,34 @@ class VoteLedger:
                 if event.stream == stream and event.private_body is not None:
                     return PrivateFields.from_body(event.private_body).password_hash
         return None
+
+    async def vote_seqs(self, user_id: str) -> list[int]:
+        """The positions of every vote the user cast, in order (reads by key, one per poll)."""
+        seqs: list[int] = []
+        for poll_id in self.state.polls:
+            if (poll_id, user_id) not in self.state.ballots:
+                continue
+            stream = ballot_stream(poll_id, user_id)
+            async for chunk in self.store.read_streams(stream, upto=self.state.head_seq):
+                seqs += [event.seq for event in chunk if event.stream == stream]
+        return sorted(seqs)
+
+    async def receipt(self, seq: int) -> Receipt:
+        """The receipt of the event at ``seq``: the same answer every time it is asked."""
+        return await self.tree.receipt(seq)
+
+    async def inclusion(self, seq: int, size: int) -> Inclusion:
+        """Proof that the event at ``seq`` is in the tree of ``size`` leaves (``seq <= size <=``
+        the head)."""
+        return await self.tree.inclusion(seq, size)
+
+    async def consistency(self, old: int, new: int) -> list[bytes]:
+        """Proof that the tree of ``new`` leaves extends the tree of ``old`` (``0 < old <= new``)."""
+        return await self.tree.consistency(old, new)
+
+    async def checkpoint(self, size: int | None = None) -> str | None:
+        """The signed checkpoint of ``size`` leaves (None: the latest), if one was signed."""
+        return await self.tree.checkpoint(size)
 
     async def execute(self, command: Command) -> Result:
         """Decide and durably commit one command; raises its DomainError if refused."""

@@ -26,6 +26,7 @@ from ledger.memory import MemoryEventStore
 from ledger.open import open_store
 from projections.audit import AuditReport, audit
 from projections.service import VoteLedger, wall_clock_ms
+from tests.ledger.helpers import TEST_SIGNING, TEST_SIGNING_KEY
 from tests.postgres import fresh_schema, require_postgres
 
 TEST_SECRET = "test-secret-" + "x" * 32  # the JWT secret every test app signs with
@@ -148,6 +149,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "db": tmp_path / "ledger.db",
         "jwt_secret": TEST_SECRET,
+        "signing_key": TEST_SIGNING_KEY,
         **FAST_HASHING,
         **overrides,
     }
@@ -223,7 +225,7 @@ async def client(make_client: MakeClient) -> TestClient[Any, Any]:
 
 async def open_vote_ledger(db: str, clock: Callable[[], int] = wall_clock_ms) -> VoteLedger:
     """A VoteLedger on the ledger at ``db`` (a path or a URL), created if missing."""
-    return await VoteLedger.open(await open_store(db, create=True), clock=clock)
+    return await VoteLedger.open(await open_store(db, create=True), TEST_SIGNING, clock=clock)
 
 
 async def audit_in_process(db: str) -> AuditReport:

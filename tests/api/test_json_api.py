@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from typing import Any
 
 import pytest
 
@@ -26,13 +27,13 @@ NEW_USER = {"email": "alice@example.com", "name": "Alice", "password": "password
 
 async def vote(
     client: Client, token: str, candidate_id: int, poll: str = POLL, **headers: str
-) -> dict[str, int]:
+) -> dict[str, Any]:
     response = await client.post(
         f"/api/v1/polls/{poll}/votes", json={"candidateId": candidate_id},
         headers={**bearer(token), **headers},
     )
     assert response.status == 201, await response.text()
-    body: dict[str, int] = await response.json()
+    body: dict[str, Any] = await response.json()
     return body
 
 
@@ -209,7 +210,9 @@ async def test_a_vote_answers_201_with_its_ledger_position(client: Client) -> No
     token = await signup_and_login(client, "alice@example.com")
     before = await head_seq(client)
     body = await vote(client, token, 3)
+    receipt = body.pop("receipt")  # tests/api/test_receipts.py checks it
     assert body == {"seq": before + 1, "pollId": POLL, "candidateId": 3}
+    assert receipt["seq"] == before + 1
     assert await head_seq(client) == before + 1
 
 
@@ -418,5 +421,7 @@ async def test_concurrent_retries_with_one_idempotency_key_all_answer_the_one_vo
     ))
     assert [r.status for r in responses] == [201] * 5
     bodies = [await r.json() for r in responses]
+    receipts = [body.pop("receipt") for body in bodies]
     assert bodies == [{"seq": head + 1, "pollId": POLL, "candidateId": 4}] * 5
+    assert receipts == [receipts[0]] * 5 and receipts[0]["seq"] == head + 1
     assert await head_seq(client) == head + 1

@@ -27,6 +27,7 @@ from tests.api.helpers import (
     write_polls,
 )
 from tests.conftest import MakeClient, make_settings, signup_and_login
+from tests.ledger.helpers import TEST_SIGNING_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -227,6 +228,7 @@ async def test_results_after_vote_open_per_caller_once_they_voted(polls: Client)
 async def run_cli(*args: str) -> tuple[int, str]:
     """``python -m api.cli ...`` in a child process, while this process keeps serving."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOTE_LEDGER_")}
+    env["VOTE_LEDGER_SIGNING_KEY"] = TEST_SIGNING_KEY  # the key the test's app signs with
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "api.cli", *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

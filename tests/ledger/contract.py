@@ -547,7 +547,8 @@ class EventStoreContract(abc.ABC):
             BALLOTS: [("p1", "a", 1, 1), ("p1", "b", 1, 2), ("p2", "a", 2, 3), ("p10", "a", 1, 4)],
         })
 
-        assert await store.lookup(SEEN, [("n7",), ("n42",), ("n7",), ("missing",)]) == [("n42", 42), ("n7", 7)]
+        found = await store.lookup(SEEN, [("n7",), ("n42",), ("n7",), ("missing",)])
+        assert found == [("n42", 42), ("n7", 7)]
         assert await store.lookup(SEEN, []) == []
         assert await store.lookup(BALLOTS, [("p2", "a"), ("p1", "b"), ("p1", "c"), ("a", "p1")]) == [
             ("p1", "b", 1, 2), ("p2", "a", 2, 3),

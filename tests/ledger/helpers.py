@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from bench.procfs import children, stat_fields
 from ledger.chain import chain, link
 from ledger.events import PollOpened, UserRegistered, encode
+from ledger.notes import key_from_text
 from ledger.store import (
     EMPTY_WRITES,
     GENESIS_HASH,
@@ -20,6 +22,11 @@ from ledger.store import (
     fold_reads,
 )
 from ledger.tables import TableWrites
+from ledger.tree import Signing
+
+TEST_SIGNING_KEY = base64.b64encode(bytes(range(32))).decode()
+"""A fixed checkpoint signing key, so that every test opening a ledger again signs as before."""
+TEST_SIGNING = Signing(key_from_text(TEST_SIGNING_KEY), default_origin="test/vote-ledger")
 
 
 def user_event(user_id: str | None = None, private: PrivateData | None = None) -> NewEvent:

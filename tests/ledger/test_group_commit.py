@@ -44,7 +44,7 @@ from projections.errors import (
 from projections.service import VoteLedger
 from projections.state import VoteRecord
 from projections.tables import POSITION
-from tests.ledger.helpers import assert_chain, read_all
+from tests.ledger.helpers import TEST_SIGNING, assert_chain, read_all
 
 DEADLINE = 20.0  # seconds
 POLL = PollSpec("p1", "Best language", candidates=(CandidateSpec("Ada"), CandidateSpec("Bob")))
@@ -121,7 +121,7 @@ async def open_ledger(
     else:
         store = await store_type.open(location, create=True)
     try:
-        ledger = await VoteLedger.open(store, max_batch=max_batch)
+        ledger = await VoteLedger.open(store, TEST_SIGNING, max_batch=max_batch)
         yield ledger
         await asyncio.wait_for(ledger.close(), DEADLINE)
     finally:

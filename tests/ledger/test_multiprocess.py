@@ -10,7 +10,7 @@ from ledger.sqlite.store import SqliteEventStore
 from projections.service import VoteLedger
 from projections.state import PrivateFields
 from projections.tables import POSITION
-from tests.ledger.helpers import assert_chain, read_all
+from tests.ledger.helpers import TEST_SIGNING, assert_chain, read_all
 
 PROCESSES = 3
 REGISTRATIONS = 150  # per process
@@ -20,9 +20,10 @@ import asyncio, sys
 from ledger.sqlite.store import SqliteEventStore
 from projections.commands import RegisterUser
 from projections.service import VoteLedger
+from tests.ledger.helpers import TEST_SIGNING
 
 async def main(path: str, name: str, count: int) -> None:
-    ledger = await VoteLedger.open(await SqliteEventStore.open(path))
+    ledger = await VoteLedger.open(await SqliteEventStore.open(path), TEST_SIGNING)
     print("ready", flush=True)
     sys.stdin.readline()  # the go signal: every process appends at the same time
     seqs = []
@@ -42,7 +43,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 
 async def test_processes_appending_at_once_leave_one_gapless_chain_holding_everything(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    ledger = await VoteLedger.open(await SqliteEventStore.open(path, create=True))
+    ledger = await VoteLedger.open(await SqliteEventStore.open(path, create=True), TEST_SIGNING)
     await ledger.close()
     names = [f"proc{n}" for n in range(PROCESSES)]
 
@@ -72,7 +73,7 @@ async def test_processes_appending_at_once_leave_one_gapless_chain_holding_every
     total = PROCESSES * REGISTRATIONS
     assert sorted(reported) == list(range(1, total + 1))
 
-    ledger = await VoteLedger.open(await SqliteEventStore.open(path))
+    ledger = await VoteLedger.open(await SqliteEventStore.open(path), TEST_SIGNING)
     try:
         events = await read_all(ledger.store)
         assert_chain(events)

@@ -37,6 +37,7 @@ from projections.commands import (
 from projections.compare import live_rows
 from projections.service import StoreOpener, VoteLedger, fold_in_two, replay
 from projections.state import LedgerState, VoteRecord
+from tests.ledger.helpers import TEST_SIGNING
 
 Row = tuple[Any, ...]
 TRIGGERS = ("events_no_update", "events_no_delete", "events_chain")
@@ -56,8 +57,8 @@ async def open_ledger(
     """A VoteLedger on ``path`` (created if missing)."""
     store = await open_store(path, create=True)
     if clock is None:
-        return await VoteLedger.open(store, max_batch=max_batch)
-    return await VoteLedger.open(store, clock=clock, max_batch=max_batch)
+        return await VoteLedger.open(store, TEST_SIGNING, max_batch=max_batch)
+    return await VoteLedger.open(store, TEST_SIGNING, clock=clock, max_batch=max_batch)
 
 
 async def execute_all(

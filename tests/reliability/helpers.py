@@ -20,6 +20,7 @@ from typing import Any
 
 from ledger.events import Envelope, decode
 from ledger.open import open_store
+from tests.ledger.helpers import TEST_SIGNING_KEY
 
 BIN = Path(sys.executable).parent
 VOTE_LEDGER = str(BIN / "vote-ledger")
@@ -29,6 +30,7 @@ FAST_ENV = {
     "VOTE_LEDGER_ARGON2_MEMORY_COST": "64",
     "VOTE_LEDGER_ARGON2_PARALLELISM": "1",
     "VOTE_LEDGER_JWT_SECRET": SECRET,
+    "VOTE_LEDGER_SIGNING_KEY": TEST_SIGNING_KEY,  # as the tests' own VoteLedgers sign
 }
 
 # Two polls: one vote per user in ``leader`` (the legacy poll), as many as you like in ``marathon``.

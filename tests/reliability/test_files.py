@@ -41,15 +41,18 @@ def _sign_up_and_vote(url: str, email: str) -> None:
 
 def test_every_file_the_service_creates_is_private_to_its_owner(tmp_path: Path, umask_022: None) -> None:
     db = tmp_path / "data" / "ledger.db"
-    # no configured secret: the generated key file is one of the files it creates
+    # no configured secret or signing key: the generated key files are among the files it creates
     server = start_server(db, config=write_polls(tmp_path / "polls.toml"),
-                          env={"VOTE_LEDGER_JWT_SECRET": ""}, log=tmp_path / "serve.log")
+                          env={"VOTE_LEDGER_JWT_SECRET": "", "VOTE_LEDGER_SIGNING_KEY": ""},
+                          log=tmp_path / "serve.log")
     try:
         _sign_up_and_vote(server.url, "owner@example.org")
         modes = _modes(db.parent)
     finally:
         server.kill()  # the -wal and -shm stay behind a SIGKILL: check them too
-    assert {"ledger.db", "ledger.db-wal", "ledger.db-shm", "ledger.db.jwt-secret"} <= set(modes), modes
+    expected = {"ledger.db", "ledger.db-wal", "ledger.db-shm", "ledger.db.jwt-secret"}
+    expected.add("ledger.db.signing-key")
+    assert expected <= set(modes), modes
     assert {name: oct(mode) for name, mode in modes.items() if mode != 0o600} == {}
     assert {name: oct(mode) for name, mode in _modes(db.parent).items() if mode != 0o600} == {}
 

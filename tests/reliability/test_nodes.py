@@ -252,8 +252,9 @@ def test_an_email_signed_up_on_two_nodes_at_once_registers_once(ledger_with_user
         _no_traceback(a, b)
 
 
-def test_a_node_without_the_shared_jwt_secret_refuses_to_start_in_one_line(database: str) -> None:
-    env = {k: v for k, v in cli_env().items() if k != "VOTE_LEDGER_JWT_SECRET"}
+@pytest.mark.parametrize("shared", ["VOTE_LEDGER_JWT_SECRET", "VOTE_LEDGER_SIGNING_KEY"])
+def test_a_node_without_a_shared_key_refuses_to_start_in_one_line(database: str, shared: str) -> None:
+    env = {k: v for k, v in cli_env().items() if k != shared}
     args = [VOTE_LEDGER, "serve", "--db", database, "--host", "127.0.0.1", "--port", str(free_port())]
     refused = subprocess.run(
         args, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
@@ -261,7 +262,7 @@ def test_a_node_without_the_shared_jwt_secret_refuses_to_start_in_one_line(datab
     output = (refused.stdout + refused.stderr).strip()
     assert refused.returncode != 0 and "Traceback" not in output, output
     assert output.splitlines()[-1].startswith("vote-ledger: error:"), output
-    assert "VOTE_LEDGER_JWT_SECRET" in output, output
+    assert shared in output, output
 
 
 def test_three_nodes_started_together_on_an_empty_database_lay_it_out_and_load_the_polls_once(

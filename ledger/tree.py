@@ -1,0 +1,358 @@
+"""The Merkle tree over the log (RFC 9162), kept beside it, and the checkpoints signed as it grows.
+
+Leaf ``i`` is the stored body of the event at ``seq = i + 1``. The store keeps every complete
+subtree's hash (``TREE``), written in the same transaction as the events that complete it, so any
+proof costs one read of O(log n) rows; and every signed checkpoint (``CHECKPOINTS``), one per
+committed batch, so any of them can be shown again. The writer seals each batch (``LogTree.seal``)
+before it appends it; a receipt is built from the batch's seal while it is recent, and from the
+store afterwards, and both give the same bytes (Ed25519 signatures are deterministic).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.errors import LedgerError
+from ledger.merkle import (
+    Frontier,
+    Node,
+    consistency_keys,
+    consistency_proof,
+    frontier_keys,
+    inclusion_keys,
+    inclusion_proof,
+    root_at,
+)
+from ledger.notes import NoteSigner
+from ledger.store import EventStore, Head, StoredEvent, fold_reads
+from ledger.tables import Column, Row, TableSpec, TableWrites
+from ledger.verify import Checkpoint, VerificationError, VerifierKey, leaf_hash, node_hash, verify_checkpoint
+
+TREE = TableSpec(
+    "merkle_tree", (Column("level", int), Column("idx", int), Column("hash", bytes)),
+    key=2, replace=False, seq_column=None,
+)
+"""Every complete subtree: ``2**level`` leaves from leaf ``idx * 2**level`` on."""
+CHECKPOINTS = TableSpec(
+    "checkpoints", (Column("size", int), Column("note", str)), replace=False, seq_column="size",
+)
+"""Every signed checkpoint, by tree size: the C2SP signed note, as served."""
+LEDGER_TABLES = (TREE, CHECKPOINTS)
+RECENT_SEALS = 256  # batches whose receipts are built from memory
+_LAST = (1 << 62,)  # past every size
+
+
+class TreeError(LedgerError):
+    """The tree or the checkpoints disagree with the log, or with the configured key."""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What proves one event is in the log: its leaf, an inclusion proof, and the signed
+    checkpoint of a tree that holds it."""
+
+    seq: int
+    leaf_hash: bytes
+    tree_size: int
+    proof: list[bytes]
+    checkpoint: str
+    body: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        """The receipt as the API answers it and ``ledger.verify`` reads it."""
+        return {
+            "seq": self.seq, "leafIndex": self.seq - 1, "leafHash": b64(self.leaf_hash),
+            "treeSize": self.tree_size, "inclusionProof": [b64(h) for h in self.proof],
+            "checkpoint": self.checkpoint, "body": self.body.decode("utf-8"),
+        }
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A batch's part of the tree: the nodes it completes and the checkpoint signed over it."""
+
+    before: Frontier
+    after: Frontier
+    events: Sequence[StoredEvent]
+    rows: list[Row]
+    note: str
+    nodes: dict[Node, bytes] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> TableWrites:
+        """The rows to write with the batch."""
+        return {TREE: self.rows, CHECKPOINTS: [(self.after.size, self.note)]}
+
+    def receipt(self, seq: int) -> Receipt:
+        """The receipt of one event of this batch, from memory."""
+        if not self.nodes:
+            self.nodes.update(zip(frontier_keys(self.before.size), self.before.hashes, strict=True))
+            self.nodes.update(((level, idx), digest) for level, idx, digest in self.rows)
+        index, size = seq - 1, self.after.size
+        body = self.events[seq - self.events[0].seq].body
+        proof = inclusion_proof(index, size, self.nodes)
+        return Receipt(seq, self.nodes[(0, index)], size, proof, self.note, body)
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How checkpoints are signed: the ledger's Ed25519 key, and the origin they name (the
+    configured one; else the one the ledger's checkpoints already name; else ``default_origin``)."""
+
+    key: Ed25519PrivateKey = field(repr=False)
+    origin: str | None = None
+    default_origin: str = "vote-ledger"
+
+
+class LogTree:
+    """The tree as one writer extends it: its frontier, its signer and its recent seals."""
+
+    def __init__(self, store: EventStore, signer: NoteSigner, frontier: Frontier) -> None:
+        self._store = store
+        self.signer = signer
+        self._frontier = frontier
+        self._recent: deque[Seal] = deque(maxlen=RECENT_SEALS)
+
+    @classmethod
+    async def open(cls, store: EventStore, signing: Signing) -> LogTree:
+        """The tree at the log's head: built from the log first where the ledger has none yet (a
+        ledger older than the tree), with a signer checked against the latest checkpoint's origin
+        and key. A checkpoint of the head is signed if there is none (an empty log has none)."""
+        await store.create_tables(LEDGER_TABLES)
+        latest = await store.seek(CHECKPOINTS, _LAST, before=True)
+        tree = cls(store, await signer_for(store, signing), Frontier(0, ()))
+        head = await store.head()
+        if not await tree._load(head.seq):
+            await tree._build()
+            head = await store.head()
+        if head.seq and (latest is None or latest[0] < head.seq):  # a ledger older than the tree
+            await tree._sign_head()
+        return tree
+
+    @property
+    def size(self) -> int:
+        return self._frontier.size
+
+    async def _load(self, size: int) -> bool:
+        """Take the frontier of ``size`` from the store; False if the store lacks it."""
+        keys = frontier_keys(size)
+        rows = {(level, idx): digest for level, idx, digest in await self._store.lookup(TREE, keys)}
+        if len(rows) != len(keys):
+            return False
+        self._frontier = Frontier(size, tuple(rows[key] for key in keys))
+        return True
+
+    async def _build(self) -> None:
+        """Write the whole tree from the log, in one exclusive transaction."""
+        async with self._store.rewrite_tables() as tx:
+            frontier, rows = Frontier(0, ()).extend(await _leaves(self._store, tx.head.seq))
+            await tx.replace(TREE, rows)
+        self._frontier = frontier
+
+    async def _sign_head(self) -> None:
+        while True:
+            head = await self._store.head()
+            await self._catch_up(head)
+            note = self.signer.sign_checkpoint(self._frontier.size, self._frontier.root())
+            if not await self._store.append(head, [], {CHECKPOINTS: [(head.seq, note)]}):
+                return
+
+    async def _catch_up(self, head: Head) -> None:
+        if self._frontier.size != head.seq and not await self._load(head.seq):
+            raise TreeError(f"the Merkle tree stops short of seq {head.seq}: run the rebuild")
+
+    async def seal(self, head: Head, events: Sequence[StoredEvent]) -> Seal:
+        """The tree rows and the signed checkpoint of a batch to append after ``head``."""
+        await self._catch_up(head)
+        before = self._frontier
+        after, rows = before.extend([leaf_hash(event.body) for event in events])
+        note = self.signer.sign_checkpoint(after.size, after.root())
+        return Seal(before, after, events, rows, note)
+
+    def sealed(self, seal: Seal) -> None:
+        """The batch is durable: the tree now ends with it."""
+        self._frontier = seal.after
+        self._recent.append(seal)
+
+    async def receipt(self, seq: int) -> Receipt:
+        """The receipt of the event at ``seq``, against the checkpoint of the batch it came in."""
+        for seal in reversed(self._recent):
+            if seal.before.size < seq <= seal.after.size:
+                return seal.receipt(seq)
+        found = await self._store.seek(CHECKPOINTS, (seq,))
+        if found is None or seq < 1:
+            raise TreeError(f"no checkpoint covers seq {seq}")
+        size, note = found
+        proof = await self.inclusion(seq, size)
+        body = [e async for chunk in self._store.read(seq - 1, seq) for e in chunk]
+        return Receipt(seq, proof.leaf, size, proof.hashes, note, body[0].body)
+
+    async def inclusion(self, seq: int, size: int) -> Inclusion:
+        """The inclusion proof of the leaf of ``seq`` in the tree of ``size`` leaves."""
+        keys = inclusion_keys(seq - 1, size) | {(0, seq - 1)}
+        nodes = await self._nodes(keys)
+        return Inclusion(nodes[(0, seq - 1)], inclusion_proof(seq - 1, size, nodes))
+
+    async def consistency(self, old: int, new: int) -> list[bytes]:
+        """The consistency proof from the tree of ``old`` leaves to the tree of ``new``."""
+        return consistency_proof(old, new, await self._nodes(consistency_keys(old, new)))
+
+    async def _nodes(self, keys: set[Node]) -> dict[Node, bytes]:
+        rows = await self._store.lookup(TREE, sorted(keys))
+        nodes = {(level, idx): digest for level, idx, digest in rows}
+        if len(nodes) != len(keys):
+            raise TreeError("the Merkle tree lacks nodes a proof needs: run the audit")
+        return nodes
+
+    async def checkpoint(self, size: int | None = None) -> str | None:
+        """The signed checkpoint of ``size`` leaves (the latest when None), if one was signed."""
+        if size is None:
+            found = await self._store.seek(CHECKPOINTS, _LAST, before=True)
+        else:
+            rows = await self._store.lookup(CHECKPOINTS, [(size,)])
+            found = rows[0] if rows else None
+        return None if found is None else str(found[1])
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    """A leaf's hash and the hashes that prove it is in a tree."""
+
+    leaf: bytes
+    hashes: list[bytes]
+
+
+async def signer_for(store: EventStore, signing: Signing) -> NoteSigner:
+    """The signer of the ledger's checkpoints, checked against the latest of them: the same origin
+    and the same key, or a TreeError."""
+    latest = await store.seek(CHECKPOINTS, _LAST, before=True)
+    note = None if latest is None else str(latest[1])
+    origin = signing.origin or (note and _origin_of(note)) or signing.default_origin
+    signer = NoteSigner(origin, signing.key)
+    if note is not None:
+        _check_signer(note, signer)
+    return signer
+
+
+def _check_signer(note: str, signer: NoteSigner) -> None:
+    """The signer must be the one that signed the ledger's checkpoints so far."""
+    key = VerifierKey.parse(signer.verifier_key)
+    try:
+        verify_checkpoint(note, key)
+    except VerificationError as exc:
+        origin = _origin_of(note)
+        if origin is not None and origin != signer.origin:
+            raise TreeError(
+                f"the ledger's checkpoints name the origin {origin!r}, not {signer.origin!r}"
+            ) from exc
+        raise TreeError(f"the ledger's latest checkpoint was not signed with this key: {exc}") from exc
+
+
+def _origin_of(note: str) -> str | None:
+    return note.split("\n", 1)[0] if "\n" in note else None
+
+
+async def _leaves(store: EventStore, upto: int) -> list[bytes]:
+    return [
+        leaf_hash(body) async for rows in fold_reads(store).read_bodies(upto=upto) for _, body, _, _ in rows
+    ]
+
+
+def levels(leaves: list[bytes]) -> Iterator[list[bytes]]:
+    """The complete subtrees' hashes, level by level from the leaves up."""
+    level = leaves
+    while level:
+        yield level
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+
+
+class _Levels(Mapping[Node, bytes]):
+    """Nodes by key, answered from the levels."""
+
+    def __init__(self, tiers: list[list[bytes]]) -> None:
+        self._tiers = tiers
+
+    def __getitem__(self, key: Node) -> bytes:
+        level, idx = key
+        return self._tiers[level][idx]
+
+    def __iter__(self) -> Iterator[Node]:
+        return ((level, idx) for level, tier in enumerate(self._tiers) for idx in range(len(tier)))
+
+    def __len__(self) -> int:
+        return sum(map(len, self._tiers))
+
+
+@dataclass
+class TreeCheck:
+    """What the tree's check found: the expected rows when they differ, and the first fault."""
+
+    size: int
+    root: bytes
+    fault: str | None = None
+    fault_seq: int | None = None
+    rows: list[Row] | None = None  # the rows the tree must hold, when the stored ones differ
+
+
+async def check_tree(store: EventStore, upto: int, key: VerifierKey | None = None) -> TreeCheck:
+    """Recompute the tree over events 1 to ``upto`` and compare it with the stored one, node by
+    node from the leaves up, then every checkpoint of a size up to ``upto``: its root, and its
+    signature when ``key`` is given. Names the first wrong leaf, node or checkpoint."""
+    tiers = list(levels(await _leaves(store, upto)))
+    nodes = _Levels(tiers)
+    check = TreeCheck(upto, root_at(upto, nodes))
+    stored = await store.rows(TREE)
+    expected = ((level, idx, digest) for level, tier in enumerate(tiers) for idx, digest in enumerate(tier))
+    for have, want in zip(stored, expected, strict=False):
+        if tuple(have) != want:
+            level, idx = min(tuple(have[:2]), want[:2])
+            check.fault = f"Merkle tree {_describe(level, idx)} differs from the log's"
+            check.fault_seq = (idx << level) + 1
+            break
+    if check.fault is None and len(stored) != len(nodes):
+        many = "more" if len(stored) > len(nodes) else "fewer"
+        check.fault = f"the Merkle tree holds {len(stored)} nodes, {many} than the log's {len(nodes)}"
+    if check.fault is not None:
+        check.rows = [(level, i, digest) for level, tier in enumerate(tiers) for i, digest in enumerate(tier)]
+        return check
+    for size, note in await store.rows(CHECKPOINTS):
+        if size > upto:
+            break
+        problem = _checkpoint_problem(str(note), size, root_at(size, nodes), key)
+        if problem is not None:
+            check.fault, check.fault_seq = f"the checkpoint of tree size {size} {problem}", size or None
+            break
+    return check
+
+
+def _describe(level: int, idx: int) -> str:
+    first = (idx << level) + 1
+    if level == 0:
+        return f"leaf {idx} (seq {first})"
+    return f"node {idx} of level {level} (seqs {first} to {first + (1 << level) - 1})"
+
+
+def _checkpoint_problem(note: str, size: int, root: bytes, key: VerifierKey | None) -> str | None:
+    try:
+        if key is not None:
+            checkpoint = verify_checkpoint(note, key)
+        else:
+            checkpoint = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
+    except VerificationError as exc:
+        return f"does not verify: {exc}"
+    if checkpoint.size != size:
+        return f"says tree size {checkpoint.size}"
+    if checkpoint.root != root:
+        return "has a root the log does not give"
+    return None
+
