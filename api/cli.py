@@ -1,4 +1,5 @@
-"""The ``vote-ledger`` command: serve, audit, rebuild, copy, users, candidates and polls.
+"""The ``vote-ledger`` command: serve, audit, rebuild, copy, export, verify, users, candidates and
+polls.
 
 Every error is one line on stderr and a non-zero exit; commands that only read never create or
 modify the ledger file. The HTTP stack is imported only by the commands that use it: the others,
@@ -127,6 +128,10 @@ async def cmd_rebuild(args: argparse.Namespace) -> int:
     print(f"rebuilt from {report.events:,} events up to seq {report.head_seq}; "
           f"{len(report.changes)} row(s) changed; "
           f"tables built afresh: {', '.join(report.rebuilt) or 'none (every table already agreed)'}")
+    if report.tree_fault is not None:
+        print(f"{PROG}: error: {report.tree_fault}; a rebuild cannot mend a signed checkpoint: "
+              "run the audit", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -165,6 +170,31 @@ async def cmd_copy(args: argparse.Namespace) -> int:
     print(f"copied {head.seq:,} events; projections built: {', '.join(report.rebuilt) or 'none'}")
     print(f"head seq {head.seq}, hash {head.hash.hex()}")
     return 0
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    from api.signing import load_signing
+    from ledger.tree import signer_for
+    from projections.export import export_log
+
+    settings = _settings(args)
+    signing = load_signing(settings)
+    store = await open_store(settings.db, readonly=True)
+    try:
+        signer = await signer_for(store, signing)
+        done = await export_log(store, Path(args.directory), signer.origin, signer.verifier_key)
+    finally:
+        await store.close()
+    print(f"exported {done.events:,} events and {done.checkpoints:,} checkpoints to {args.directory}")
+    print(f"verify it with: {PROG} verify export {args.directory} --key '{signer.verifier_key}'")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """The offline verifier, ``ledger.verify``, which reads its own flags."""
+    from ledger.verify import main as verify_main
+
+    return verify_main(args.verify_args)
 
 
 def _print_appended(result: Appended, what: str) -> None:
@@ -374,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="where to copy it: a new or empty ledger")
     copy_cmd.set_defaults(run=cmd_copy)
 
+    export = command("export", "write the public log (no personal data) into a new directory", cmd_export)
+    export.add_argument("directory", metavar="DIR")
+    # its flags are the verifier's own (see ``vote-ledger verify --help``): main passes them on
+    verify_cmd = commands.add_parser(
+        "verify", help="check a receipt, a consistency proof or an export offline", add_help=False
+    )
+    verify_cmd.set_defaults(run=cmd_verify)
+
     # its flags are the benchmark's own (see ``vote-ledger bench --help``): main passes them on
     bench_cmd = commands.add_parser("bench", help="measure throughput against a bare aiohttp ceiling",
                                     add_help=False)
@@ -407,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         args.bench_args = rest
+    elif args.command == "verify":
+        args.verify_args = rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

@@ -16,6 +16,7 @@ from ledger.chain import commitment, link
 from ledger.errors import CorruptEventError, LedgerError
 from ledger.events import Envelope, UserErased, UserRegistered, decode, reencode
 from ledger.store import GENESIS_HASH, EventStore, StoredEvent, fold_reads
+from ledger.tree import check_tree
 from projections.compare import differences, live_rows
 from projections.rules import expected_version, violation
 from projections.service import Progress, StoreOpener, in_second_process
@@ -220,10 +221,21 @@ async def _audit(
         report.events, report.head_seq, report.head_hash = state.head_seq, state.head_seq, prev
         _check_private_kept(state)
         await _compare_projections(store, state)
+        await _check_tree(store, state.head_seq)
     except _Failed as failed:
         report.failure = failed.failure
         report.events = state.head_seq
     return report
+
+
+async def _check_tree(store: EventStore, upto: int) -> None:
+    """The stored Merkle tree must be the log's, and every checkpoint a root of it."""
+    try:
+        check = await check_tree(store, upto)
+    except LedgerError as exc:
+        raise _Failed(None, "tree", f"the Merkle tree cannot be read: {exc}") from exc
+    if check.fault is not None:
+        raise _Failed(check.fault_seq, "tree", check.fault)
 
 
 async def _compare_projections(store: EventStore, state: LedgerState) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ledger.store import EventStore, TableRewrite
 from ledger.tables import Row, TableSpec
+from ledger.tree import TREE, check_tree
 from projections.compare import Difference, differences, live_rows
 from projections.service import Progress, StoreOpener, fold_in_two, replay
 from projections.state import LedgerState, collector_paused
@@ -23,6 +24,7 @@ class RebuildReport:
     events: int
     changes: list[Difference]
     rebuilt: list[str]
+    tree_fault: str | None = None  # what was wrong with the Merkle tree or its checkpoints
 
 
 async def rebuild(
@@ -43,7 +45,7 @@ async def rebuild(
         if reopen is None:
             state = await replay(store, progress=progress)
             async with store.rewrite_tables() as tx:
-                return await _replace(tx, state, await live_rows(tx.rows))
+                return await _replace(store, tx, state, await live_rows(tx.rows))
         async with fold_in_two(store, reopen, progress) as halves:
             state = await halves.own()
             # the live rows are read (in the reader's thread) while the other half comes in, and
@@ -61,14 +63,15 @@ async def rebuild(
             if await store.changed():
                 live.clear()  # not two copies at once
                 live = await live_rows(tx.rows)
-            return await _replace(tx, state, live)
+            return await _replace(store, tx, state, live)
 
 
 async def _replace(
-    tx: TableRewrite, state: LedgerState, live: dict[TableSpec, list[Row]]
+    store: EventStore, tx: TableRewrite, state: LedgerState, live: dict[TableSpec, list[Row]]
 ) -> RebuildReport:
     """Within ``tx``: fold in what was appended since ``state``, then build afresh every table
-    whose ``live`` rows or layout differ from the fold's."""
+    whose ``live`` rows or layout differ from the fold's, and the Merkle tree if it differs from
+    the log's. (Checkpoints are signed history: they are reported, never rewritten.)"""
     state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
     tables = state_rows(state)
     changes = differences(live, tables)
@@ -76,6 +79,10 @@ async def _replace(
     stale = [spec for spec in TABLES if spec.name in differing]
     for spec in stale:
         await tx.replace(spec, tables[spec])
-    return RebuildReport(
-        state.head_seq, state.head_hash, state.head_seq, changes, [spec.name for spec in stale]
-    )
+    rebuilt = [spec.name for spec in stale]
+    tree = await check_tree(store, tx.head.seq)  # nobody appends while ``tx`` lasts
+    if tree.rows is not None or TREE.name in await tx.misshapen([TREE]):
+        await tx.replace(TREE, tree.rows if tree.rows is not None else await tx.rows(TREE))
+        rebuilt.append(TREE.name)
+    fault = tree.fault if tree.rows is None else None
+    return RebuildReport(state.head_seq, state.head_hash, state.head_seq, changes, rebuilt, fault)

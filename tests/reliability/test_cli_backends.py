@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from projections.commands import CastVote
+from projections.state import VoteRecord
+from tests.conftest import open_vote_ledger
 from tests.postgres import fresh_schema, require_postgres
 from tests.reliability.helpers import run_cli, write_polls, write_users
 
@@ -60,3 +63,44 @@ async def test_every_command_works_the_same_on_each_backend(ledger_url: str, tmp
     assert report["eventsByType"]["PollClosed"] == 1 and report["eventsByType"]["PollOpened"] == 3
     assert "0 row(s) changed" in ok("rebuild", *db)
     assert json.loads(ok("audit", "--json", *db))["headHash"] == report["headHash"]
+
+
+async def test_an_export_holds_no_personal_data_and_verifies_offline(ledger_url: str, tmp_path: Path) -> None:
+    db = ["--db", ledger_url]
+    ok("polls", "load", "--config", str(write_polls(tmp_path / "polls.toml")), *db)
+    users = write_users(tmp_path / "users.jsonl", 4)
+    ok("users", "import", str(tmp_path / "users.jsonl"), *db)
+    ledger = await open_vote_ledger(ledger_url)
+    try:
+        leader = ledger.state.polls["leader"]
+        voters = [u.user_id for u in ledger.state.users.values()]
+        votes = [
+            await ledger.execute(CastVote(user, "leader", sorted(leader.candidates)[n % 2], None))
+            for n, user in enumerate(voters)
+        ]
+        cast = votes[0]
+        assert isinstance(cast, VoteRecord) and all(isinstance(v, VoteRecord) for v in votes)
+        receipt = (await ledger.receipt(cast.seq)).as_json()
+        key = ledger.tree.signer.verifier_key
+    finally:
+        await ledger.close()
+    ok("users", "erase", users[1][0], *db)
+    (tmp_path / "receipt.json").write_text(json.dumps(receipt), encoding="utf-8")
+
+    export = tmp_path / "export"
+    said = ok("export", str(export), *db)
+
+    assert f"--key '{key}'" in said
+    files = [p for p in export.rglob("*") if p.is_file()]
+    everything = b"".join(p.read_bytes() for p in files)
+    assert not any(email.encode() in everything for email, _ in users)
+    assert "verified" in ok("verify", "export", str(export), "--key", key)
+    first = sorted(export.glob("checkpoints/*.txt"), key=lambda p: int(p.stem))[0]
+    assert "verified" in ok("verify", "export", str(export), "--key", key, "--checkpoint", str(first))
+    assert "verified" in ok("verify", "receipt", str(tmp_path / "receipt.json"), "--key", key)
+
+    refused("export", str(export), *db)  # never into a directory that holds anything
+    summary = json.loads((export / "log.json").read_text(encoding="utf-8"))
+    summary["tallies"]["leader"] = {c: n + 1 for c, n in summary["tallies"]["leader"].items()}
+    (export / "log.json").write_text(json.dumps(summary), encoding="utf-8")
+    assert "tall" in refused("verify", "export", str(export), "--key", key)

@@ -1,0 +1,150 @@
+"""The Merkle tree and the checkpoints against a ledger file tampered with directly: the audit names
+the first wrong node, leaf or checkpoint, the rebuild mends the tree (never a checkpoint), and a
+history rewritten with a recomputed chain, which the chain alone cannot reveal, is caught by a
+consistency proof against a checkpoint kept from before, and by a voter's receipt."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.verify import VerificationError, VerifierKey, leaf_hash, verify_checkpoint, verify_inclusion
+from tests.api.helpers import Client
+from tests.conftest import MakeClient, signup_and_login
+from tests.projections.helpers import (
+    Built,
+    audit_file,
+    body_of,
+    build_sample,
+    copy_ledger,
+    rechain,
+    tamper,
+)
+from tests.reliability.helpers import run_cli
+
+
+@pytest.fixture
+async def built(tmp_path: Path) -> Built:
+    return await build_sample(tmp_path / "pristine.db")
+
+
+@pytest.fixture
+def copy(built: Built, tmp_path: Path) -> Path:
+    return copy_ledger(built.path, tmp_path / "tampered.db")
+
+
+async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy: Path) -> None:
+    with tamper(copy) as conn:
+        conn.execute("UPDATE merkle_tree SET hash = zeroblob(32) WHERE level = 2 AND idx = 3")
+
+    failure = (await audit_file(copy)).failure
+    assert failure is not None
+    assert (failure.seq, failure.check) == (13, "tree")
+    assert "node 3 of level 2 (seqs 13 to 16)" in failure.message
+
+    rebuilt = run_cli("rebuild", "--db", str(copy))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "merkle_tree" in rebuilt.stdout
+    assert (await audit_file(copy)).ok
+
+
+async def test_a_leaf_missing_from_the_tree_is_named(built: Built, copy: Path) -> None:
+    with tamper(copy) as conn:
+        conn.execute("DELETE FROM merkle_tree WHERE level = 0 AND idx = ?", (built.head // 2,))
+
+    failure = (await audit_file(copy)).failure
+    assert failure is not None
+    assert failure.check == "tree"
+    assert f"leaf {built.head // 2} (seq {built.head // 2 + 1})" in failure.message
+
+
+async def test_a_checkpoint_with_another_root_is_named_and_no_rebuild_hides_it(copy: Path) -> None:
+    with tamper(copy) as conn:
+        size, note = conn.execute(
+            "SELECT size, note FROM checkpoints ORDER BY size LIMIT 1 OFFSET 1"
+        ).fetchone()
+        lines = note.split("\n")
+        lines[2] = base64.b64encode(bytes(32)).decode()
+        conn.execute("UPDATE checkpoints SET note = ? WHERE size = ?", ("\n".join(lines), size))
+
+    failure = (await audit_file(copy)).failure
+    assert failure is not None
+    assert (failure.seq, failure.check) == (size, "tree")
+    assert f"checkpoint of tree size {size}" in failure.message
+
+    rebuilt = run_cli("rebuild", "--db", str(copy))
+    assert rebuilt.returncode == 1
+    assert rebuilt.stderr.count("\n") == 1 and f"checkpoint of tree size {size}" in rebuilt.stderr
+
+
+# --- a history rewritten by whoever holds the file (and the key) ---------------------------------
+
+
+async def vote(client: Client, token: str, candidate: int) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/polls/frontend-leader/votes", json={"candidateId": candidate},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status == 201, await response.text()
+    receipt: dict[str, Any] = (await response.json())["receipt"]
+    return receipt
+
+
+@pytest.mark.ledger_file
+async def test_a_rewritten_history_is_caught_by_an_old_checkpoint_and_by_a_receipt(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client()
+    key = (await (await client.get("/api/v1/log/key")).json())["verifierKey"]
+    receipt = await vote(client, await signup_and_login(client, "victim@example.org"), 2)
+    for n in range(3):
+        await vote(client, await signup_and_login(client, f"v{n}@example.org"), 1)
+    kept = await (await client.get("/api/v1/log/checkpoint")).text()  # someone keeps a checkpoint
+    await client.close()
+
+    # the operator rewrites the victim's vote, recomputes the chain, rebuilds the tree and
+    # projections, and drops the checkpoints that no longer fit: the audit sees nothing wrong
+    ledger = tmp_path / "ledger.db"
+    with tamper(ledger) as conn:
+        seq = receipt["seq"]
+        body = body_of(conn, seq).replace(b'"candidate_id":2', b'"candidate_id":5')
+        conn.execute("UPDATE events SET body = ? WHERE seq = ?", (body, seq))
+        rechain(conn, seq)
+        conn.execute("DELETE FROM checkpoints")
+    assert run_cli("rebuild", "--db", str(ledger)).returncode == 0
+    assert (await audit_file(ledger)).ok
+
+    client = await make_client()  # the service goes on, signing the rewritten log
+    await vote(client, await signup_and_login(client, "later@example.org"), 3)
+    latest = await (await client.get("/api/v1/log/checkpoint")).text()
+    verifier = VerifierKey.parse(key)
+    old, new = verify_checkpoint(kept, verifier), verify_checkpoint(latest, verifier)
+    proof = await (await client.get(f"/api/v1/log/proof/consistency?from={old.size}&to={new.size}")).json()
+    inclusion = await (await client.get(
+        f"/api/v1/log/proof/inclusion?seq={receipt['seq']}&size={new.size}"
+    )).json()
+
+    files = {"old.txt": kept, "new.txt": latest, "proof.json": json.dumps(proof)}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    checked = run_cli(
+        "verify", "consistency", str(tmp_path / "old.txt"), str(tmp_path / "new.txt"),
+        str(tmp_path / "proof.json"), "--key", key,
+    )
+    assert checked.returncode == 1, checked.stdout
+    assert checked.stderr.count("\n") == 1 and "Traceback" not in checked.stderr
+
+    # the victim's receipt still verifies on its own; against the log as served now, it does not
+    (tmp_path / "receipt.json").write_text(json.dumps(receipt), encoding="utf-8")
+    assert run_cli("verify", "receipt", str(tmp_path / "receipt.json"), "--key", key).returncode == 0
+    assert base64.b64decode(inclusion["leafHash"]) != leaf_hash(receipt["body"].encode())
+    with pytest.raises(VerificationError):
+        verify_inclusion(
+            leaf_hash(receipt["body"].encode()), receipt["leafIndex"], new.size,
+            [base64.b64decode(h) for h in inclusion["hashes"]], new.root,
+        )
+
