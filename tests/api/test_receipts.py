@@ -202,3 +202,24 @@ async def test_receipts_and_checkpoints_survive_a_restart_unchanged(make_client:
 
     assert (await response.json())["receipts"] == [given]
     assert await verifier(again) == key
+
+
+async def test_an_erased_voters_receipt_still_checks_against_the_log_as_served(client: Client) -> None:
+    key = await verifier(client)
+    token = await signup_and_login(client, "erased@example.org")
+    receipt = (await vote(client, token, 6))["receipt"]
+    erased = await client.delete(
+        "/api/v1/me", json={"password": "password-123"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert erased.status == 204, await erased.text()
+
+    latest = verify_checkpoint(await (await client.get("/api/v1/log/checkpoint")).text(), key)
+    inclusion = await (await client.get(
+        f"/api/v1/log/proof/inclusion?seq={receipt['seq']}&size={latest.size}"
+    )).json()
+
+    verify_receipt(receipt, key)
+    verify_inclusion(
+        leaf_hash(receipt["body"].encode()), receipt["leafIndex"], latest.size,
+        [unb64(h) for h in inclusion["hashes"]], latest.root,
+    )
