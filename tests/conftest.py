@@ -60,6 +60,8 @@ HEAVY = (
     "tests/reliability/test_nodes.py",  # nodes on one PostgreSQL database: p99 latency, SIGKILL under load
     "tests/reliability/test_postgres_faults.py",  # PostgreSQL stopped under the nodes
     "tests/web/test_page.py",  # Chromium driving the page against a real server
+    "tests/web/test_receipt.py",  # the same, verifying receipts
+    "tests/web/test_verifier_vectors.py",  # the same, on published test vectors
     "tests/api/test_auth.py::test_candidates_stay_fast_while_twenty_signups_are_hashed",
     "tests/api/test_auth.py::test_unknown_email_and_wrong_password_take_about_as_long",
 )
