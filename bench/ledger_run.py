@@ -13,6 +13,7 @@ from bench.harness import drive, service_pids, tokens
 from bench.ledgers import BENCH_POLL, FAKE_HASH, bulk_ledger, execute_all
 from bench.processes import command, environment, free_port, in_workdir, serve, stop
 from bench.procfs import rss_kib
+from bench.proofs import proof_latency
 from ledger.open import open_store
 from ledger.store import EventStore
 from projections.audit import audit
@@ -102,6 +103,7 @@ def _ledger_run(events: int, votes_seconds: float, work: Path) -> dict[str, Any]
     try:
         figures["serve_startup_s"] = round(time.perf_counter() - started, 1)
         figures.update(_resident(server.pid, ""))
+        figures.update(proof_latency(port, total))
         # then votes by up to 100k distinct users, as a busy vote would bring: what memory grows
         voter_tokens, tokens_file = tokens(voters, work, "tokens.txt")
         voted = drive([port], tokens_file, voter_tokens, "votes", "/vote?id=1", 64, votes_seconds,

@@ -72,10 +72,13 @@ def write_statement(spec: TableSpec, rows: list[Row], name: str | None = None) -
 
 
 def lookup_sql(spec: TableSpec, count: int) -> str:
-    """The query for the rows with any of ``count`` keys, each bound as the key's columns in turn."""
-    key = ", ".join(spec.key_names)
-    values = ", ".join([f"({', '.join('?' * spec.key)})"] * count)
-    return f"SELECT * FROM {spec.name} WHERE ({key}) IN (VALUES {values}) ORDER BY {key}"
+    """The query for the rows with any of ``count`` keys, each bound as the key's columns in turn.
+
+    One equality per key column, the keys OR-ed: SQLite answers that with one search of the
+    primary key per key (a row-value ``IN (VALUES ...)`` would scan the whole table)."""
+    one = "(" + " AND ".join(f"{name} = ?" for name in spec.key_names) + ")"
+    order = ", ".join(spec.key_names)
+    return f"SELECT * FROM {spec.name} WHERE {' OR '.join([one] * count)} ORDER BY {order}"
 
 
 def seek_sql(spec: TableSpec, before: bool) -> str:

@@ -20,11 +20,20 @@ import ledger.sqlite.client
 import ledger.sqlite.store
 from ledger.chain import chain, link
 from ledger.errors import NotALedgerError, SchemaTooNewError, StoreUnavailableError
-from ledger.sqlite.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, create_table, shape_matches
+from ledger.sqlite.schema import (
+    APPLICATION_ID,
+    SCHEMA,
+    SCHEMA_VERSION,
+    create_table,
+    lookup_sql,
+    seek_sql,
+    shape_matches,
+)
 from ledger.sqlite.steps import BATCH_CACHE_KIB, statements_of, writer_connection
 from ledger.sqlite.store import _SELECT_STREAMS, SqliteEventStore
 from ledger.store import EventStore, Head, StoredEvent, fold_reads
 from ledger.tables import Column, TableSpec
+from ledger.tree import CHECKPOINTS, TREE
 from tests.ledger.contract import SEEN, EventStoreContract
 from tests.ledger.helpers import (
     append,
@@ -693,6 +702,30 @@ async def test_a_stream_read_is_a_range_of_the_stream_index_not_a_walk_of_the_lo
             assert any(step.startswith(search) for step in plan), plan
             assert not any(step.startswith("SCAN e") or "INTEGER PRIMARY KEY" in step for step in plan), plan
             assert not any("TEMP B-TREE" in step for step in plan), plan  # in the index's order as it is
+
+
+async def test_reads_by_key_of_a_table_search_its_key_and_never_scan_it(tmp_path: Path) -> None:
+    path = ledger_file(tmp_path)
+    store = await SqliteEventStore.open(path, create=True)
+    try:
+        await store.create_tables([TREE, CHECKPOINTS])
+        nodes = [(level, idx, bytes(32)) for level in range(8) for idx in range(4000 >> level)]
+        await append(store, [], {TREE: nodes, CHECKPOINTS: [(n, "note") for n in range(1, 2000)]})
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("ANALYZE")
+        queries = [
+            (lookup_sql(TREE, 3), (0, 5, 3, 17, 7, 1)),
+            (lookup_sql(CHECKPOINTS, 2), (5, 900)),
+            (seek_sql(CHECKPOINTS, False), (70,)),
+            (seek_sql(CHECKPOINTS, True), (70,)),
+            (seek_sql(TREE, True), (0, 1 << 40)),
+        ]
+        for sql, params in queries:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            assert any(step.startswith("SEARCH") for step in plan), (sql, plan)
+            assert not any(step.startswith("SCAN") for step in plan), (sql, plan)
 
 
 async def test_a_snapshot_does_not_hold_other_writers_back(tmp_path: Path) -> None:
