@@ -1,9 +1,11 @@
 """The Merkle tree over the log (RFC 9162), kept beside it, and the checkpoints signed as it grows.
 
-Leaf ``i`` is the stored body of the event at ``seq = i + 1``. The store keeps every complete
-subtree's hash (``TREE``), written in the same transaction as the events that complete it, so any
-proof costs one read of O(log n) rows; and every signed checkpoint (``CHECKPOINTS``), one per
-committed batch, so any of them can be shown again. The writer seals each batch (``LogTree.seal``)
+Leaf ``i`` is the stored body of the event at ``seq = i + 1``. The store keeps the hash of every
+complete subtree of two leaves or more (``TREE``), written in the same transaction as the events
+that complete it, so any proof costs one read of O(log n) rows and of the one or two events whose
+leaf hashes it needs (a leaf's hash is its event's, so the log itself is the tree's lowest level);
+and every signed checkpoint (``CHECKPOINTS``), one per committed batch, so any of them can be shown
+again. The writer seals each batch (``LogTree.seal``)
 before it appends it; a receipt is built from the batch's seal while it is recent, and from the
 store afterwards, and both give the same bytes (Ed25519 signatures are deterministic).
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.errors import LedgerError
+from ledger.errors import ConcurrencyError, LedgerError
 from ledger.merkle import (
     Frontier,
     Node,
@@ -38,7 +40,7 @@ TREE = TableSpec(
     "merkle_tree", (Column("level", int), Column("idx", int), Column("hash", bytes)),
     key=2, replace=False, seq_column=None,
 )
-"""Every complete subtree: ``2**level`` leaves from leaf ``idx * 2**level`` on."""
+"""Every complete subtree of two leaves or more: ``2**level`` leaves from leaf ``idx * 2**level`` on."""
 CHECKPOINTS = TableSpec(
     "checkpoints", (Column("size", int), Column("note", str)), replace=False, seq_column="size",
 )
@@ -84,14 +86,14 @@ class Seal:
     before: Frontier
     after: Frontier
     events: Sequence[StoredEvent]
-    rows: list[Row]
+    rows: list[Row]  # every node the batch completes, its leaves included
     note: str
-    nodes: dict[Node, bytes] = field(default_factory=dict)
+    nodes: dict[Node, bytes] = field(default_factory=dict, compare=False)  # filled on first use
 
     @property
     def writes(self) -> TableWrites:
         """The rows to write with the batch."""
-        return {TREE: self.rows, CHECKPOINTS: [(self.after.size, self.note)]}
+        return {TREE: [row for row in self.rows if row[0]], CHECKPOINTS: [(self.after.size, self.note)]}
 
     def receipt(self, seq: int) -> Receipt:
         """The receipt of one event of this batch, from memory."""
@@ -130,7 +132,7 @@ class LogTree:
         and key. A checkpoint of the head is signed if there is none (an empty log has none)."""
         await store.create_tables(LEDGER_TABLES)
         latest = await store.seek(CHECKPOINTS, _LAST, before=True)
-        tree = cls(store, await signer_for(store, signing), Frontier(0, ()))
+        tree = cls(store, await signer_for(store, signing), Frontier.EMPTY)
         head = await store.head()
         if not await tree._load(head.seq):
             await tree._build()
@@ -146,26 +148,31 @@ class LogTree:
     async def _load(self, size: int) -> bool:
         """Take the frontier of ``size`` from the store; False if the store lacks it."""
         keys = frontier_keys(size)
-        rows = {(level, idx): digest for level, idx, digest in await self._store.lookup(TREE, keys)}
-        if len(rows) != len(keys):
+        nodes = await _nodes(self._store, set(keys))
+        if len(nodes) != len(keys):
             return False
-        self._frontier = Frontier(size, tuple(rows[key] for key in keys))
+        self._frontier = Frontier(size, tuple(nodes[key] for key in keys))
         return True
 
     async def _build(self) -> None:
         """Write the whole tree from the log, in one exclusive transaction."""
         async with self._store.rewrite_tables() as tx:
-            frontier, rows = Frontier(0, ()).extend(await _leaves(self._store, tx.head.seq))
-            await tx.replace(TREE, rows)
-        self._frontier = frontier
+            tiers = list(levels(await _leaves(self._store, tx.head.seq)))
+            await tx.replace(TREE, stored_rows(tiers))
+        self._frontier = Frontier.load(tx.head.seq, _Levels(tiers))
 
     async def _sign_head(self) -> None:
         while True:
             head = await self._store.head()
             await self._catch_up(head)
             note = self.signer.sign_checkpoint(self._frontier.size, self._frontier.root())
-            if not await self._store.append(head, [], {CHECKPOINTS: [(head.seq, note)]}):
-                return
+            try:
+                if not await self._store.append(head, [], {CHECKPOINTS: [(head.seq, note)]}):
+                    return
+            except ConcurrencyError:
+                if await self.checkpoint(head.seq) == note:  # another process, opening it too
+                    return
+                raise
 
     async def _catch_up(self, head: Head) -> None:
         if self._frontier.size != head.seq and not await self._load(head.seq):
@@ -193,9 +200,9 @@ class LogTree:
         if found is None or seq < 1:
             raise TreeError(f"no checkpoint covers seq {seq}")
         size, note = found
+        body = await _body(self._store, seq)
         proof = await self.inclusion(seq, size)
-        body = [e async for chunk in self._store.read(seq - 1, seq) for e in chunk]
-        return Receipt(seq, proof.leaf, size, proof.hashes, note, body[0].body)
+        return Receipt(seq, proof.leaf, size, proof.hashes, note, body)
 
     async def inclusion(self, seq: int, size: int) -> Inclusion:
         """The inclusion proof of the leaf of ``seq`` in the tree of ``size`` leaves."""
@@ -208,8 +215,7 @@ class LogTree:
         return consistency_proof(old, new, await self._nodes(consistency_keys(old, new)))
 
     async def _nodes(self, keys: set[Node]) -> dict[Node, bytes]:
-        rows = await self._store.lookup(TREE, sorted(keys))
-        nodes = {(level, idx): digest for level, idx, digest in rows}
+        nodes = await _nodes(self._store, keys)
         if len(nodes) != len(keys):
             raise TreeError("the Merkle tree lacks nodes a proof needs: run the audit")
         return nodes
@@ -262,6 +268,23 @@ def _origin_of(note: str) -> str | None:
     return note.split("\n", 1)[0] if "\n" in note else None
 
 
+async def _nodes(store: EventStore, keys: set[Node]) -> dict[Node, bytes]:
+    """The nodes with these keys that exist: leaves from their events, the others from ``TREE``."""
+    leaves = sorted(idx for level, idx in keys if level == 0)
+    nodes = {(0, idx): leaf_hash(await _body(store, idx + 1)) for idx in leaves}
+    inner = sorted(key for key in keys if key[0])
+    nodes.update(((level, idx), digest) for level, idx, digest in await store.lookup(TREE, inner))
+    return nodes
+
+
+async def _body(store: EventStore, seq: int) -> bytes:
+    """The stored body of the event at ``seq``."""
+    async for chunk in store.read(seq - 1, seq):
+        for event in chunk:
+            return event.body
+    raise TreeError(f"the log has no event at seq {seq}")
+
+
 async def _leaves(store: EventStore, upto: int) -> list[bytes]:
     return [
         leaf_hash(body) async for rows in fold_reads(store).read_bodies(upto=upto) for _, body, _, _ in rows
@@ -274,6 +297,11 @@ def levels(leaves: list[bytes]) -> Iterator[list[bytes]]:
     while level:
         yield level
         level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+
+
+def stored_rows(tiers: list[list[bytes]]) -> list[Row]:
+    """The rows ``TREE`` holds for these levels, in key order: every level but the leaves'."""
+    return [(level, i, digest) for level, tier in enumerate(tiers) if level for i, digest in enumerate(tier)]
 
 
 class _Levels(Mapping[Node, bytes]):
@@ -306,24 +334,26 @@ class TreeCheck:
 
 async def check_tree(store: EventStore, upto: int, key: VerifierKey | None = None) -> TreeCheck:
     """Recompute the tree over events 1 to ``upto`` and compare it with the stored one, node by
-    node from the leaves up, then every checkpoint of a size up to ``upto``: its root, and its
-    signature when ``key`` is given. Names the first wrong leaf, node or checkpoint."""
+    node from the lowest level up, then every checkpoint of a size up to ``upto``: its root, and
+    its signature when ``key`` is given. Names the first wrong node or checkpoint."""
     tiers = list(levels(await _leaves(store, upto)))
     nodes = _Levels(tiers)
     check = TreeCheck(upto, root_at(upto, nodes))
     stored = await store.rows(TREE)
-    expected = ((level, idx, digest) for level, tier in enumerate(tiers) for idx, digest in enumerate(tier))
+    expected = stored_rows(tiers)
     for have, want in zip(stored, expected, strict=False):
         if tuple(have) != want:
             level, idx = min(tuple(have[:2]), want[:2])
             check.fault = f"Merkle tree {_describe(level, idx)} differs from the log's"
             check.fault_seq = (idx << level) + 1
             break
-    if check.fault is None and len(stored) != len(nodes):
-        many = "more" if len(stored) > len(nodes) else "fewer"
-        check.fault = f"the Merkle tree holds {len(stored)} nodes, {many} than the log's {len(nodes)}"
+    if check.fault is None and not stored and expected:
+        check.fault = "the ledger has no Merkle tree yet: a rebuild, or serving it, builds it"
+    elif check.fault is None and len(stored) != len(expected):
+        many = "more" if len(stored) > len(expected) else "fewer"
+        check.fault = f"the Merkle tree holds {len(stored)} nodes, {many} than the log's {len(expected)}"
     if check.fault is not None:
-        check.rows = [(level, i, digest) for level, tier in enumerate(tiers) for i, digest in enumerate(tier)]
+        check.rows = expected
         return check
     for size, note in await store.rows(CHECKPOINTS):
         if size > upto:
@@ -337,8 +367,6 @@ async def check_tree(store: EventStore, upto: int, key: VerifierKey | None = Non
 
 def _describe(level: int, idx: int) -> str:
     first = (idx << level) + 1
-    if level == 0:
-        return f"leaf {idx} (seq {first})"
     return f"node {idx} of level {level} (seqs {first} to {first + (1 << level) - 1})"
 
 

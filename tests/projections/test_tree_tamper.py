@@ -12,19 +12,31 @@ from typing import Any
 
 import pytest
 
-from ledger.verify import VerificationError, VerifierKey, leaf_hash, verify_checkpoint, verify_inclusion
+from ledger.notes import NoteSigner
+from ledger.verify import (
+    VerificationError,
+    VerifierKey,
+    leaf_hash,
+    verify_checkpoint,
+    verify_inclusion,
+    verify_receipt,
+)
 from tests.api.helpers import Client
 from tests.conftest import MakeClient, signup_and_login
+from tests.ledger.helpers import TEST_SIGNING
 from tests.projections.helpers import (
     Built,
     audit_file,
     body_of,
     build_sample,
     copy_ledger,
+    open_ledger,
     rechain,
     tamper,
 )
 from tests.reliability.helpers import run_cli
+
+TEST_VERIFIER = NoteSigner(TEST_SIGNING.default_origin, TEST_SIGNING.key).verifier_key
 
 
 @pytest.fixture
@@ -52,14 +64,15 @@ async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy:
     assert (await audit_file(copy)).ok
 
 
-async def test_a_leaf_missing_from_the_tree_is_named(built: Built, copy: Path) -> None:
+async def test_a_node_missing_from_the_tree_is_named(built: Built, copy: Path) -> None:
+    idx = built.head // 4
     with tamper(copy) as conn:
-        conn.execute("DELETE FROM merkle_tree WHERE level = 0 AND idx = ?", (built.head // 2,))
+        conn.execute("DELETE FROM merkle_tree WHERE level = 1 AND idx = ?", (idx,))
 
     failure = (await audit_file(copy)).failure
     assert failure is not None
-    assert failure.check == "tree"
-    assert f"leaf {built.head // 2} (seq {built.head // 2 + 1})" in failure.message
+    assert (failure.seq, failure.check) == (2 * idx + 1, "tree")
+    assert f"node {idx} of level 1 (seqs {2 * idx + 1} to {2 * idx + 2})" in failure.message
 
 
 async def test_a_checkpoint_with_another_root_is_named_and_no_rebuild_hides_it(copy: Path) -> None:
@@ -148,3 +161,22 @@ async def test_a_rewritten_history_is_caught_by_an_old_checkpoint_and_by_a_recei
             [base64.b64decode(h) for h in inclusion["hashes"]], new.root,
         )
 
+
+
+async def test_a_ledger_older_than_the_tree_gets_one_when_it_is_next_opened(built: Built, copy: Path) -> None:
+    with tamper(copy) as conn:  # as a ledger written before the tree existed
+        conn.execute("DROP TABLE merkle_tree")
+        conn.execute("DROP TABLE checkpoints")
+    failure = (await audit_file(copy)).failure
+    assert failure is not None and failure.check == "tree" and "no Merkle tree yet" in failure.message
+
+    ledger = await open_ledger(copy)
+    try:
+        receipt = await ledger.receipt(built.head // 2)
+        note = await ledger.checkpoint()
+    finally:
+        await ledger.close()
+
+    assert (await audit_file(copy)).ok
+    assert note is not None and receipt.checkpoint == note and receipt.tree_size == built.head
+    verify_receipt(receipt.as_json(), VerifierKey.parse(TEST_VERIFIER))
