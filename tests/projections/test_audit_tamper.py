@@ -25,8 +25,6 @@ from tests.projections.helpers import (
     Built,
     audit_file,
     body_of,
-    build_sample,
-    copy_ledger,
     digest,
     first_seq,
     forge,
@@ -39,17 +37,6 @@ from tests.projections.helpers import (
     tamper,
 )
 from tests.reliability.helpers import run_cli
-
-
-@pytest.fixture
-async def built(tmp_path: Path) -> Built:
-    return await build_sample(tmp_path / "pristine.db")
-
-
-@pytest.fixture
-def copy(built: Built, tmp_path: Path) -> Path:
-    """A fresh copy of the pristine ledger, to be tampered with."""
-    return copy_ledger(built.path, tmp_path / "tampered.db")
 
 
 def middle_vote(conn: sqlite3.Connection, built: Built) -> int:

@@ -28,8 +28,6 @@ from tests.projections.helpers import (
     Built,
     audit_file,
     body_of,
-    build_sample,
-    copy_ledger,
     open_ledger,
     rechain,
     tamper,
@@ -38,15 +36,6 @@ from tests.reliability.helpers import run_cli
 
 TEST_VERIFIER = NoteSigner(TEST_SIGNING.default_origin, TEST_SIGNING.key).verifier_key
 
-
-@pytest.fixture
-async def built(tmp_path: Path) -> Built:
-    return await build_sample(tmp_path / "pristine.db")
-
-
-@pytest.fixture
-def copy(built: Built, tmp_path: Path) -> Path:
-    return copy_ledger(built.path, tmp_path / "tampered.db")
 
 
 async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy: Path) -> None:
