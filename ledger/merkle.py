@@ -47,6 +47,10 @@ def _range_keys(start: int, end: int) -> list[Node]:
 
 def _range_hash(start: int, end: int, nodes: Mapping[Node, bytes]) -> bytes:
     """MTH of leaves ``[start, end)``, a range of an RFC 9162 tree, from its complete subtrees."""
+    width = end - start
+    if not width & (width - 1):  # a complete subtree itself, as most ranges of a proof are
+        level = width.bit_length() - 1
+        return nodes[(level, start >> level)]
     hashes = [nodes[key] for key in _range_keys(start, end)]
     result = hashes.pop()
     while hashes:
