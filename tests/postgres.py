@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import cache
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -112,3 +113,18 @@ async def fresh_database(base: str = ADMIN_URL) -> AsyncIterator[str]:
         yield database_url(name, base)
     finally:
         await _execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', base)
+
+
+FILE_OR_SERVER = ("sqlite", "postgresql")
+"""The backends that keep a ledger beyond one process."""
+
+
+@asynccontextmanager
+async def new_ledger(backend: str, tmp_path: Path, name: str = "ledger.db") -> AsyncIterator[str]:
+    """Where no ledger is yet, on ``backend``: a new file in ``tmp_path``, or a new schema."""
+    if backend == "sqlite":
+        yield str(tmp_path / name)
+        return
+    require_postgres()
+    async with fresh_schema() as url:
+        yield url

@@ -12,17 +12,13 @@ import pytest
 from projections.commands import CastVote
 from projections.state import VoteRecord
 from tests.conftest import open_vote_ledger
-from tests.postgres import fresh_schema, require_postgres
+from tests.postgres import FILE_OR_SERVER, new_ledger
 from tests.reliability.helpers import run_cli, write_polls, write_users
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=FILE_OR_SERVER)
 async def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "ledger.db")
-        return
-    require_postgres()
-    async with fresh_schema() as url:
+    async with new_ledger(request.param, tmp_path) as url:
         yield url
 
 

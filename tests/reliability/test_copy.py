@@ -14,7 +14,7 @@ import pytest
 from ledger.copy import copy_log
 from ledger.open import open_store
 from ledger.store import Head, StoredEvent
-from tests.postgres import fresh_database, require_postgres
+from tests.postgres import FILE_OR_SERVER, fresh_database, new_ledger, require_postgres
 from tests.projections.helpers import body_of, tamper
 from tests.reliability.helpers import (
     LEADER_CANDIDATES,
@@ -70,14 +70,10 @@ async def postgres() -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=FILE_OR_SERVER)
 async def nowhere(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """Where no ledger is yet: a new file, or an empty PostgreSQL database."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "destination.db")
-        return
-    require_postgres()
-    async with fresh_database() as url:
+    """Where no ledger is yet: a new file, or an empty PostgreSQL schema."""
+    async with new_ledger(request.param, tmp_path, "destination.db") as url:
         yield url
 
 
