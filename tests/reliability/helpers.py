@@ -140,9 +140,9 @@ def rebuild_changes(db: str | Path) -> int:
 
 @dataclass
 class Server:
-    """A ``vote-ledger serve`` subprocess on 127.0.0.1 and a free port."""
+    """A ``vote-ledger serve`` subprocess on 127.0.0.1 and a free port, on a file or a URL."""
 
-    db: Path
+    db: Path | str
     port: int
     process: subprocess.Popen[bytes]
     log: Path
@@ -178,23 +178,23 @@ class Server:
         return self.process.poll() is None
 
 
-def start_server(
-    db: Path,
+def spawn_server(
+    db: Path | str,
     *,
     config: Path | None = None,
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
-    ready_timeout: float = 30,
     preexec_fn: Callable[[], None] | None = None,
 ) -> Server:
-    """Start ``vote-ledger serve`` and wait until it answers ``/openapi.json`` (reads need no writes).
-
-    ``preexec_fn`` runs in the child before it starts (to lower its resource limits, say)."""
+    """Start ``vote-ledger serve --db DB`` (a path or a URL) without waiting for it (``wait_ready``
+    does). ``preexec_fn`` runs in the child before it starts (to lower its resource limits, say)."""
     port = free_port()
     args = [VOTE_LEDGER, "serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)]
     if config is not None:
         args += ["--config", str(config)]
-    log = log or db.with_name(f"{db.name}.serve-{port}.log")
+    if log is None:
+        assert isinstance(db, Path), "a server on a URL needs a log path"
+        log = db.with_name(f"{db.name}.serve-{port}.log")
     with log.open("ab") as out:
         process = subprocess.Popen(
             args,
@@ -204,18 +204,21 @@ def start_server(
             stdin=subprocess.DEVNULL,
             preexec_fn=preexec_fn,
         )
-    server = Server(db, port, process, log)
-    deadline = time.monotonic() + ready_timeout
+    return Server(db, port, process, log)
+
+
+def wait_ready(server: Server, timeout: float = 30) -> Server:
+    """Wait until the server answers ``/openapi.json`` (reads need no writes); RuntimeError, with
+    its log, if it exits or does not answer in time (and it is killed)."""
+    deadline = time.monotonic() + timeout
     try:
         while True:
-            if process.poll() is not None:
+            if not server.alive():
                 raise RuntimeError(
-                    f"vote-ledger serve exited with {process.returncode}:\n{server.log_text()}"
+                    f"vote-ledger serve exited with {server.process.returncode}:\n{server.log_text()}"
                 )
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"vote-ledger serve did not answer in {ready_timeout}s:\n{server.log_text()}"
-                )
+                raise RuntimeError(f"vote-ledger serve did not answer in {timeout}s:\n{server.log_text()}")
             try:
                 with urllib.request.urlopen(f"{server.url}/openapi.json", timeout=2) as response:
                     if response.status == 200:
@@ -225,6 +228,13 @@ def start_server(
     except BaseException:
         server.kill()
         raise
+
+
+def start_server(
+    db: Path | str, *, ready_timeout: float = 30, **kwargs: Any
+) -> Server:
+    """``spawn_server``, then ``wait_ready``."""
+    return wait_ready(spawn_server(db, **kwargs), ready_timeout)
 
 
 @contextlib.contextmanager

@@ -14,14 +14,10 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +27,7 @@ import asyncpg
 import pytest
 
 from tests.postgres import REQUIRED, database_url
-from tests.reliability.helpers import VOTE_LEDGER, cli_env, free_port
+from tests.reliability.helpers import Server, free_port, spawn_server, wait_ready
 
 PG_BIN = Path(os.environ.get("VOTE_LEDGER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"  # the system user the cluster runs as
@@ -239,76 +235,15 @@ def proxy_to(cluster: Cluster) -> Iterator[Proxy]:
         relay.close()
 
 
-@dataclass
-class Node:
-    """A ``vote-ledger serve`` subprocess on 127.0.0.1 and a free port, on a database URL."""
-
-    db: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook, no goodbye."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        """SIGTERM and wait for a clean exit (SIGKILL after 30 s)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
+Node = Server
+"""A ``vote-ledger serve`` node: a server on a database URL."""
 
 
 def spawn_node(
     db: str, log: Path, *, config: Path | None = None, env: Mapping[str, str] | None = None
 ) -> Node:
     """Start ``vote-ledger serve --db DB`` without waiting for it (``wait_ready`` does)."""
-    port = free_port()
-    args = [VOTE_LEDGER, "serve", "--db", db, "--host", "127.0.0.1", "--port", str(port)]
-    if config is not None:
-        args += ["--config", str(config)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            args, env=cli_env(env), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    return Node(db, port, process, log)
-
-
-def wait_ready(node: Node, timeout: float = 30) -> Node:
-    """Wait until the node answers ``/openapi.json``; RuntimeError (with its log) if it exits or
-    does not answer in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if not node.alive():
-            raise RuntimeError(f"vote-ledger serve exited with {node.process.returncode}:\n{node.log_text()}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"vote-ledger serve did not answer in {timeout}s:\n{node.log_text()}")
-        try:
-            with urllib.request.urlopen(f"{node.url}/openapi.json", timeout=2) as response:
-                if response.status == 200:
-                    return node
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
+    return spawn_server(db, config=config, env=env, log=log)
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from tests.reliability.helpers import (
     login,
     read_log,
     run_cli,
+    wait_ready,
     write_polls,
     write_users,
 )
@@ -41,7 +42,6 @@ from tests.reliability.pgcluster import (
     proxy_to,
     spawn_node,
     throwaway_cluster,
-    wait_ready,
 )
 
 ENV = {"VOTE_LEDGER_BUSY_TIMEOUT": "1000"}  # ms: how long a node waits for a connection
