@@ -1,7 +1,8 @@
 """Driving a server with a real load generator, and what it measured.
 
 wrk runs one of this package's Lua scripts (``votes.lua``: one token per request, so every vote is
-by a distinct user; ``logins.lua``: one user's login per request, round and round), followed by
+by a distinct user; ``logins.lua``: one user's login per request, round and round), after
+``slices.lua``, which gives each wrk thread its slice of the script's lines, and before
 ``figures.lua``, which reports wrk's figures as one line of JSON. Where wrk is absent an aiohttp
 client stands in (slower; it shares the Python runtime's cost) and says so.
 """
@@ -58,7 +59,7 @@ def wrk(ports: Sequence[int], script: str, inputs: dict[str, str], connections: 
     points each thread at its own server), so the figures are one run's: one latency histogram."""
     path = work / f"{script}.lua"
     path.write_text("".join((resources.files("bench") / name).read_text(encoding="utf-8")
-                            for name in (f"{script}.lua", "figures.lua")), encoding="utf-8")
+                            for name in ("slices.lua", f"{script}.lua", "figures.lua")), encoding="utf-8")
     threads = len(ports)
     nodes = ",".join(map(str, ports)) if threads > 1 else ""
     env = child_environment({**inputs, "BENCH_THREADS": str(threads), "BENCH_NODES": nodes})
