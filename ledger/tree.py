@@ -37,10 +37,11 @@ from ledger.tables import Column, Row, TableSpec, TableWrites
 from ledger.verify import Checkpoint, VerificationError, VerifierKey, leaf_hash, node_hash, verify_checkpoint
 
 TREE = TableSpec(
-    "merkle_tree", (Column("level", int), Column("idx", int), Column("hash", bytes)),
-    key=2, replace=False, seq_column=None,
+    "merkle_tree", (Column("seq", int), Column("level", int), Column("hash", bytes)), key=2, replace=False,
 )
-"""Every complete subtree of two leaves or more: ``2**level`` leaves from leaf ``idx * 2**level`` on."""
+"""Every complete subtree of two leaves or more: the ``2**level`` leaves that end with the event at
+``seq``. Keyed by where it ends, so the nodes a batch completes are written side by side, at the end
+of the table (keyed by level first, a batch would touch a page of every level)."""
 CHECKPOINTS = TableSpec(
     "checkpoints", (Column("size", int), Column("note", str)), replace=False, seq_column="size",
 )
@@ -93,7 +94,8 @@ class Seal:
     @property
     def writes(self) -> TableWrites:
         """The rows to write with the batch."""
-        return {TREE: [row for row in self.rows if row[0]], CHECKPOINTS: [(self.after.size, self.note)]}
+        inner = [((idx + 1) << level, level, digest) for level, idx, digest in self.rows if level]
+        return {TREE: inner, CHECKPOINTS: [(self.after.size, self.note)]}
 
     def receipt(self, seq: int) -> Receipt:
         """The receipt of one event of this batch, from memory."""
@@ -272,8 +274,9 @@ async def _nodes(store: EventStore, keys: set[Node]) -> dict[Node, bytes]:
     """The nodes with these keys that exist: leaves from their events, the others from ``TREE``."""
     leaves = sorted(idx for level, idx in keys if level == 0)
     nodes = {(0, idx): leaf_hash(await _body(store, idx + 1)) for idx in leaves}
-    inner = sorted(key for key in keys if key[0])
-    nodes.update(((level, idx), digest) for level, idx, digest in await store.lookup(TREE, inner))
+    inner = sorted(((idx + 1) << level, level) for level, idx in keys if level)
+    rows = await store.lookup(TREE, inner)
+    nodes.update(((level, (seq >> level) - 1), digest) for seq, level, digest in rows)
     return nodes
 
 
@@ -300,8 +303,15 @@ def levels(leaves: list[bytes]) -> Iterator[list[bytes]]:
 
 
 def stored_rows(tiers: list[list[bytes]]) -> list[Row]:
-    """The rows ``TREE`` holds for these levels, in key order: every level but the leaves'."""
-    return [(level, i, digest) for level, tier in enumerate(tiers) if level for i, digest in enumerate(tier)]
+    """The rows ``TREE`` holds for these levels, in key order: every node above the leaves, by the
+    seq it ends with (a node of ``level`` ends with every ``2**level``-th event)."""
+    rows: list[Row] = []
+    for seq in range(2, len(tiers[0]) + 1 if tiers else 0, 2):
+        level = 1
+        while level < len(tiers) and not seq & ((1 << level) - 1):
+            rows.append((seq, level, tiers[level][(seq >> level) - 1]))
+            level += 1
+    return rows
 
 
 class _Levels(Mapping[Node, bytes]):
@@ -343,9 +353,9 @@ async def check_tree(store: EventStore, upto: int, key: VerifierKey | None = Non
     expected = stored_rows(tiers)
     for have, want in zip(stored, expected, strict=False):
         if tuple(have) != want:
-            level, idx = min(tuple(have[:2]), want[:2])
-            check.fault = f"Merkle tree {_describe(level, idx)} differs from the log's"
-            check.fault_seq = (idx << level) + 1
+            end, level = min(tuple(have[:2]), want[:2])
+            check.fault = f"Merkle tree {_describe(end, level)} differs from the log's"
+            check.fault_seq = end - (1 << level) + 1
             break
     if check.fault is None and not stored and expected:
         check.fault = "the ledger has no Merkle tree yet: a rebuild, or serving it, builds it"
@@ -365,9 +375,8 @@ async def check_tree(store: EventStore, upto: int, key: VerifierKey | None = Non
     return check
 
 
-def _describe(level: int, idx: int) -> str:
-    first = (idx << level) + 1
-    return f"node {idx} of level {level} (seqs {first} to {first + (1 << level) - 1})"
+def _describe(end: int, level: int) -> str:
+    return f"node {(end >> level) - 1} of level {level} (seqs {end - (1 << level) + 1} to {end})"
 
 
 def _checkpoint_problem(note: str, size: int, root: bytes, key: VerifierKey | None) -> str | None:

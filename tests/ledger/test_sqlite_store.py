@@ -709,18 +709,20 @@ async def test_reads_by_key_of_a_table_search_its_key_and_never_scan_it(tmp_path
     store = await SqliteEventStore.open(path, create=True)
     try:
         await store.create_tables([TREE, CHECKPOINTS])
-        nodes = [(level, idx, bytes(32)) for level in range(8) for idx in range(4000 >> level)]
+        nodes = sorted(
+            ((idx + 1) << level, level, bytes(32)) for level in range(1, 8) for idx in range(4000 >> level)
+        )
         await append(store, [], {TREE: nodes, CHECKPOINTS: [(n, "note") for n in range(1, 2000)]})
     finally:
         await store.close()
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("ANALYZE")
         queries = [
-            (lookup_sql(TREE, 3), (0, 5, 3, 17, 7, 1)),
+            (lookup_sql(TREE, 3), (6, 1, 32, 3, 256, 7)),
             (lookup_sql(CHECKPOINTS, 2), (5, 900)),
             (seek_sql(CHECKPOINTS, False), (70,)),
             (seek_sql(CHECKPOINTS, True), (70,)),
-            (seek_sql(TREE, True), (0, 1 << 40)),
+            (seek_sql(TREE, True), (1 << 40, 0)),
         ]
         for sql, params in queries:
             plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]

@@ -40,7 +40,7 @@ TEST_VERIFIER = NoteSigner(TEST_SIGNING.default_origin, TEST_SIGNING.key).verifi
 
 async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy: Path) -> None:
     with tamper(copy) as conn:
-        conn.execute("UPDATE merkle_tree SET hash = zeroblob(32) WHERE level = 2 AND idx = 3")
+        conn.execute("UPDATE merkle_tree SET hash = zeroblob(32) WHERE level = 2 AND seq = 16")
 
     failure = (await audit_file(copy)).failure
     assert failure is not None
@@ -56,7 +56,7 @@ async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy:
 async def test_a_node_missing_from_the_tree_is_named(built: Built, copy: Path) -> None:
     idx = built.head // 4
     with tamper(copy) as conn:
-        conn.execute("DELETE FROM merkle_tree WHERE level = 1 AND idx = ?", (idx,))
+        conn.execute("DELETE FROM merkle_tree WHERE level = 1 AND seq = ?", (2 * idx + 2,))
 
     failure = (await audit_file(copy)).failure
     assert failure is not None
