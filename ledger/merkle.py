@@ -45,16 +45,23 @@ def _range_keys(start: int, end: int) -> list[Node]:
     return keys
 
 
-def _range_hash(start: int, end: int, nodes: Mapping[Node, bytes]) -> bytes:
-    """MTH of leaves ``[start, end)``, a range of an RFC 9162 tree, from its complete subtrees."""
+def _range_hash(
+    start: int, end: int, nodes: Mapping[Node, bytes], memo: dict[tuple[int, int], bytes] | None = None
+) -> bytes:
+    """MTH of leaves ``[start, end)``, a range of an RFC 9162 tree, from its complete subtrees
+    (kept in ``memo``, if given, for the proofs that share the range)."""
     width = end - start
     if not width & (width - 1):  # a complete subtree itself, as most ranges of a proof are
         level = width.bit_length() - 1
         return nodes[(level, start >> level)]
+    if memo is not None and (start, end) in memo:
+        return memo[(start, end)]
     hashes = [nodes[key] for key in _range_keys(start, end)]
     result = hashes.pop()
     while hashes:
         result = node_hash(hashes.pop(), result)
+    if memo is not None:
+        memo[(start, end)] = result
     return result
 
 
@@ -167,9 +174,13 @@ def inclusion_keys(index: int, size: int) -> set[Node]:
     return _keys(_inclusion_ranges(index, size))
 
 
-def inclusion_proof(index: int, size: int, nodes: Mapping[Node, bytes]) -> list[bytes]:
-    """RFC 9162 §2.1.3.1 inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
-    return [_range_hash(start, end, nodes) for start, end in _inclusion_ranges(index, size)]
+def inclusion_proof(
+    index: int, size: int, nodes: Mapping[Node, bytes], memo: dict[tuple[int, int], bytes] | None = None
+) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 inclusion proof of leaf ``index`` in the tree of ``size`` leaves. The
+    proofs of many leaves of one tree share the hashes of ranges that are not complete subtrees:
+    pass them one ``memo`` to hash each once."""
+    return [_range_hash(start, end, nodes, memo) for start, end in _inclusion_ranges(index, size)]
 
 
 def consistency_keys(old: int, new: int) -> set[Node]:

@@ -12,7 +12,7 @@ store afterwards, and both give the same bytes (Ed25519 signatures are determini
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +56,8 @@ class TreeError(LedgerError):
 
 
 def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    """Standard base64, as hashes are written in JSON."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Seal:
     rows: list[Row]  # every node the batch completes, its leaves included
     note: str
     nodes: dict[Node, bytes] = field(default_factory=dict, compare=False)  # filled on first use
+    ranges: dict[tuple[int, int], bytes] = field(default_factory=dict, compare=False)  # proofs share
 
     @property
     def writes(self) -> TableWrites:
@@ -104,7 +106,7 @@ class Seal:
             self.nodes.update(((level, idx), digest) for level, idx, digest in self.rows)
         index, size = seq - 1, self.after.size
         body = self.events[seq - self.events[0].seq].body
-        proof = inclusion_proof(index, size, self.nodes)
+        proof = inclusion_proof(index, size, self.nodes, self.ranges)
         return Receipt(seq, self.nodes[(0, index)], size, proof, self.note, body)
 
 
@@ -136,7 +138,11 @@ class LogTree:
         latest = await store.seek(CHECKPOINTS, _LAST, before=True)
         tree = cls(store, await signer_for(store, signing), Frontier.EMPTY)
         head = await store.head()
-        if not await tree._load(head.seq):
+        try:
+            loaded = await tree._load(head.seq)
+        except LedgerError:  # a tree table of another layout: the rebuild lays it out anew
+            loaded = False
+        if not loaded:
             await tree._build()
             head = await store.head()
         if head.seq and (latest is None or latest[0] < head.seq):  # a ledger older than the tree
