@@ -3,10 +3,12 @@
 One ``ResultsHub`` per app watches the ledger while any stream is open: every ``INTERVAL`` it folds
 in what other processes appended (one freshness check for all the streams, not one each) and
 compares each watched poll's tallies and status with what it last published. A change is
-computed once, as the bytes of one SSE event, and every open stream of that poll is woken by one
-shared future to write those same bytes. A stream that falls behind (a slow reader) skips to the
-latest update: each event is the whole result, so nothing is lost by skipping. With no stream open
-the hub does nothing at all.
+computed once, as the bytes of one SSE event, and every open stream of that poll is woken to write
+those same bytes (in slices, with the votes' requests served between them); the more streams a
+poll has, the further apart its events (``GAP_PER_STREAM``), so that writing them never crowds out
+the votes. A stream that falls behind
+(a slow reader) skips to the latest update: each event is the whole result, so nothing is lost by
+skipping. With no stream open the hub does nothing at all.
 
 The results route's visibility rules apply unchanged (``projections.queries.results_visible``):
 while the caller may not see them, the stream says so in a ``hidden`` event (the results route's
@@ -44,9 +46,10 @@ log = logging.getLogger("vote_ledger.stream")
 INTERVAL = 0.1  # seconds between two looks at the ledger while streams are open
 # Writing one event to one stream costs the server about 25 µs (half of it the kernel's send), so a
 # poll's events are spaced by this much per open stream of it, at least INTERVAL: with 1,000 streams
-# one every 0.5 s at most, and the writes take no more than 5 % of the event loop however fast the
+# one a second at most, and the writes take no more than 2.5 % of the event loop however fast the
 # votes come (python -m bench.streams measures what that leaves of the vote path).
-GAP_PER_STREAM = 0.0005
+GAP_PER_STREAM = 0.001
+WAKE_SLICE = 64  # streams woken in one pass of the event loop
 KEEPALIVE = 15.0  # seconds between keep-alive comments (proxies close connections quiet for long)
 RETRY_MS = 1000  # how long an EventSource waits before it reconnects
 EVENT_STREAM = "text/event-stream"
@@ -73,7 +76,7 @@ class Update:
 
 @dataclass(eq=False)
 class Channel:
-    """The open streams of one poll: the latest update, and one future that wakes them all."""
+    """The open streams of one poll: the latest update, and what each stream waits on."""
 
     poll_id: str
     update: Update
@@ -83,17 +86,23 @@ class Channel:
     quiet_until: float = 0.0  # the event loop's time before which the poll publishes nothing new
     pings: int = 0  # keep-alives sent so far: a stream that saw fewer writes one
     closed: bool = False
-    _wake: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    _waiting: list[asyncio.Future[None]] = field(default_factory=list)
 
-    def wake(self) -> None:
-        """Wake every stream of the poll (each then looks at what changed)."""
-        if not self._wake.done():
-            self._wake.set_result(None)
-        self._wake = asyncio.get_running_loop().create_future()
+    async def wake(self) -> None:
+        """Wake every stream of the poll, each then to look at what changed: ``WAKE_SLICE`` at a
+        time, with the event loop's other work (the votes) between two slices."""
+        waiting, self._waiting = self._waiting, []
+        for count, waiter in enumerate(waiting, 1):
+            if not waiter.done():
+                waiter.set_result(None)
+            if count % WAKE_SLICE == 0:
+                await asyncio.sleep(0)
 
     async def wait(self) -> None:
         """Until the next ``wake``."""
-        await asyncio.shield(self._wake)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        await waiter
 
 
 def _signature(poll: Poll, now_ms: int) -> tuple[object, ...]:
@@ -123,7 +132,6 @@ class ResultsHub:
         self.computations = 0  # results encoded for the streams: one per change of a watched poll
         self.channels: dict[str, Channel] = {}
         self._ledger: VoteLedger | None = None
-        self._app: web.Application | None = None
         self._task: asyncio.Task[None] | None = None
         self._joined = asyncio.Event()
         self._closing = False
@@ -135,7 +143,7 @@ class ResultsHub:
 
     async def running(self, app: web.Application) -> AsyncIterator[None]:
         """A ``cleanup_ctx``: watch the app's ledger from start-up to cleanup."""
-        self._app, self._ledger = app, app[LEDGER]
+        self._ledger = app[LEDGER]
         self._task = asyncio.create_task(self._watch(), name="results-hub")
         yield
         await self.close()
@@ -147,9 +155,9 @@ class ResultsHub:
         """End every open stream (``on_shutdown``: the server then stops at once, not after its
         shutdown timeout)."""
         self._closing = True
-        for channel in self.channels.values():
+        for channel in list(self.channels.values()):
             channel.closed = True
-            channel.wake()
+            await channel.wake()
 
     def join(self, poll: Poll) -> Channel:
         """The channel of ``poll``, created (and its results computed) by its first stream."""
@@ -201,9 +209,9 @@ class ResultsHub:
                 log.exception("the results hub could not look at the ledger")
             if loop.time() >= next_ping:
                 next_ping = loop.time() + self.keepalive
-                for channel in self.channels.values():
+                for channel in list(self.channels.values()):
                     channel.pings += 1
-                    channel.wake()
+                    await channel.wake()
 
     async def _look(self) -> None:
         """Fold in other processes' appends once, then publish each watched poll that changed."""
@@ -225,7 +233,7 @@ class ResultsHub:
             channel.signature = signature
             channel.update = self._compute(poll, head, now)
             channel.quiet_until = moment + max(self.interval, channel.streams * self.gap_per_stream)
-            channel.wake()
+            await channel.wake()
 
 
 def _crossed(poll: Poll, since_ms: int, now_ms: int) -> bool:

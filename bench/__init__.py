@@ -6,5 +6,7 @@ bench`` and ``python -m bench``), ``scenarios`` (the HTTP routes against ``ceili
 aiohttp handler), ``ledger_run`` (``--ledger``: a ledger of many events), ``logins`` (``--logins``:
 logins a second with few users and with many), ``ledgers`` (ledgers built fast), ``harness``
 (driving a server with wrk and its ``*.lua`` scripts), ``processes`` (starting and stopping
-servers), ``procfs`` (what ``/proc`` tells of them) and ``report`` (the figures as tables).
+servers), ``procfs`` (what ``/proc`` tells of them) and ``report`` (the figures as tables); and
+``streams`` (``python -m bench.streams``: what open results streams cost the votes), whose
+streams ``stream_holder`` holds open in a process of its own.
 """

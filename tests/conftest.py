@@ -62,6 +62,7 @@ HEAVY = (
     "tests/web/test_page.py",  # Chromium driving the page against a real server
     "tests/web/test_receipt.py",  # the same, verifying receipts
     "tests/web/test_verifier_vectors.py",  # the same, on published test vectors
+    "tests/web/test_bench_streams.py",  # wrk and a thousand streams' worth of benchmark, briefly
     "tests/api/test_auth.py::test_candidates_stay_fast_while_twenty_signups_are_hashed",
     "tests/api/test_auth.py::test_unknown_email_and_wrong_password_take_about_as_long",
 )

@@ -63,6 +63,11 @@ def test_a_person_signs_up_votes_and_watches_the_bars_move_as_others_vote(
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     expect(page.locator(bar(page, 1))).to_be_visible()
     before = int(page.locator("#total").inner_text())
+    page.locator("#vote-card").get_by_role("button", name="Sign up").click()
+    expect(page.locator("#signup-form")).to_be_visible()
+    shot(page, "signup-dialog-en")
+    page.keyboard.press("Escape")
+    expect(page.locator("#auth-dialog")).to_be_hidden()
 
     sign_up_in_page(page, "Ada", email("ada"))
     page.locator("#vote-card").get_by_text("고은").click()
@@ -123,7 +128,7 @@ def test_own_team_is_not_offered_and_hidden_results_say_when_they_open(
 
 
 def test_after_vote_results_open_once_you_vote_and_your_ballots_are_listed(
-    site: Server, page: Page
+    site: Server, page: Page, shot: Shot
 ) -> None:
     page.goto(site.url + "/polls/frontend-leader")
     sign_up_in_page(page, "Eun", email("eun"), part="FE")
@@ -136,6 +141,7 @@ def test_after_vote_results_open_once_you_vote_and_your_ballots_are_listed(
     ballots = page.locator(".ballots")
     expect(ballots.get_by_role("heading", name="Your ballots")).to_be_visible()
     expect(ballots.locator(".ballot.is-voted")).to_have_text(re.compile("프론트엔드 파트장 투표.*박지훈"))
+    shot(page, "home-en-ballots")
     # another part's member is told before trying, and the form is not offered
     page.get_by_role("button", name="Log out").click()
     page.goto(site.url + "/polls/frontend-leader")
