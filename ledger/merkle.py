@@ -56,12 +56,17 @@ def _range_hash(
         return nodes[(level, start >> level)]
     if memo is not None and (start, end) in memo:
         return memo[(start, end)]
-    hashes = [nodes[key] for key in _range_keys(start, end)]
-    result = hashes.pop()
-    while hashes:
-        result = node_hash(hashes.pop(), result)
+    result = _fold([nodes[key] for key in _range_keys(start, end)])
     if memo is not None:
         memo[(start, end)] = result
+    return result
+
+
+def _fold(hashes: Sequence[bytes]) -> bytes:
+    """The hash of adjacent complete subtrees (largest first, at least one), hashed right to left."""
+    result = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        result = node_hash(left, result)
     return result
 
 
@@ -85,12 +90,7 @@ class Frontier:
 
     def root(self) -> bytes:
         """The root hash of the tree (RFC 9162 MTH)."""
-        if not self.hashes:
-            return EMPTY_ROOT
-        result = self.hashes[-1]
-        for left in reversed(self.hashes[:-1]):
-            result = node_hash(left, result)
-        return result
+        return _fold(self.hashes) if self.hashes else EMPTY_ROOT
 
     def extend(self, leaf_hashes: Sequence[bytes]) -> tuple[Frontier, list[Row]]:
         """The tree with these leaves added, and every node they complete, leaves included."""
