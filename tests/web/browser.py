@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.helpers import Server, http
+from tests.reliability.helpers import Server, http, login
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRED = os.environ.get("VOTE_LEDGER_REQUIRE_BROWSER") == "1"
@@ -92,10 +92,7 @@ def api_user(server: Server, email: str, password: str = "password-123", **extra
     status, _, body = http("POST", f"{server.url}/api/v1/users",
                            {"email": email, "name": email.split("@")[0], "password": password, **extra})
     assert status == 201, body
-    status, _, body = http("POST", f"{server.url}/api/v1/auth/login", {"email": email, "password": password})
-    assert status == 200, body
-    token: str = json.loads(body)["accessToken"]
-    return token
+    return login(server.url, email, password)
 
 
 def api_vote(server: Server, token: str, poll: str, candidate: int) -> dict[str, Any]:
