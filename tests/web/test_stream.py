@@ -20,7 +20,7 @@ from api.stream import STREAMS
 from projections.commands import SetPollStatus
 from tests.api.helpers import Client, bearer, error_of, unsigned_token
 from tests.conftest import MakeClient, signup_and_login
-from tests.reliability.helpers import run_cli, start_server
+from tests.reliability.helpers import run_cli, serving
 from tests.web.sse import EventReader, stream
 
 CLUB = Path(__file__).resolve().parents[2] / "projections" / "polls" / "club.toml"
@@ -251,8 +251,7 @@ async def test_a_forged_token_is_refused_before_the_stream_starts(client: Client
 
 async def test_a_poll_closed_by_another_process_opens_its_results_on_its_streams(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
-    server = start_server(db, config=CLUB)
-    try:
+    with serving(db, config=CLUB) as server:
         async with aiohttp.ClientSession() as session:
             events = EventReader(await session.get(f"{server.url}/api/v1/polls/demo-day/results/stream"))
             try:
@@ -263,13 +262,10 @@ async def test_a_poll_closed_by_another_process_opens_its_results_on_its_streams
                 assert opened.name == "results" and opened.json()["status"] == "closed"
             finally:
                 await events.close()
-    finally:
-        server.kill()
 
 
 async def test_sigterm_stops_the_server_at_once_with_streams_open(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "ledger.db", config=CLUB)
-    try:
+    with serving(tmp_path / "ledger.db", config=CLUB) as server:
         async with aiohttp.ClientSession() as session:
             readers = [EventReader(await session.get(f"{server.url}/api/v1/polls/{poll}/results/stream"))
                        for poll in ("frontend-leader", "demo-day") for _ in range(10)]
@@ -284,5 +280,3 @@ async def test_sigterm_stops_the_server_at_once_with_streams_open(tmp_path: Path
                 await asyncio.wait_for(reader.ended.wait(), 5)
                 await reader.close()
         assert "Traceback" not in server.log_text()
-    finally:
-        server.kill()
