@@ -25,8 +25,7 @@ from typing import Any
 
 from bench.harness import Scenario, drive, tokens
 from bench.processes import BenchError, command, environment, free_port, in_workdir, serve, step, stop
-from ledger.open import open_store
-from projections.service import replay
+from bench.scenarios import _replayed
 
 POLL = "bench-streams"
 POLLS = f"""
@@ -84,7 +83,7 @@ def _run(
     step("loading the polls", command("polls", "load", "--config", str(polls)), env)
     step("importing the users", command("users", "import", str(work / "users.jsonl")), env)
     imported = time.perf_counter() - started
-    users = list(asyncio.run(_users(str(db))))
+    users = list(asyncio.run(_replayed(str(db))).users.values())
     slices = [tokens(users[r * voters:(r + 1) * voters], work, f"tokens-{r}.txt") for r in range(runs)]
     port = free_port()
     server = serve(command("serve", "--port", str(port), "--config", str(polls), "--log-format", "json"),
@@ -123,14 +122,6 @@ def _run(
         "rps_with_median": round(statistics.median(s.rps for s in with_streams), 1),
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
     }
-
-
-async def _users(db: str) -> list[Any]:
-    store = await open_store(db, readonly=True)
-    try:
-        return list((await replay(store)).users.values())
-    finally:
-        await store.close()
 
 
 def report(figures: dict[str, Any]) -> str:
