@@ -99,10 +99,12 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-async def cast_vote(request: web.Request, identity: Identity, poll_id: str, candidate_id: int) -> VoteRecord:
-    """Vote and return where the vote landed in the ledger (after it is durable)."""
-    result = await request.app[LEDGER].execute(
-        CastVote(identity.user.user_id, poll_id, candidate_id, idempotency_key(request))
-    )
+async def cast_vote(
+    request: web.Request, identity: Identity, poll_id: str, candidate_id: int
+) -> tuple[VoteRecord, dict[str, Any]]:
+    """Vote; where the vote landed in the ledger (after it is durable), and its receipt as JSON."""
+    ledger = request.app[LEDGER]
+    command = CastVote(identity.user.user_id, poll_id, candidate_id, idempotency_key(request))
+    result = await ledger.execute(command)
     assert isinstance(result, VoteRecord)
-    return result
+    return result, (await ledger.receipt(result.seq)).as_json()

@@ -93,11 +93,10 @@ async def vote(request: web.Request) -> web.Response:
     poll = ledger.state.legacy_poll
     if poll is None:
         raise ApiError(404, "unknown_poll", "no poll is served on /vote")
-    record = await cast_vote(request, identity, poll.poll_id, candidate_id)
+    record, receipt = await cast_vote(request, identity, poll.poll_id, candidate_id)
     candidate = ledger.state.candidates[candidate_id]
     votes = candidate.votes if _counts_visible(request, poll, identity.user.user_id) else 0
-    receipt = await request.app[LEDGER].receipt(record.seq)
     return json_response({
         "id": candidate_id, "name": candidate.name, "voteCount": votes, "seq": record.seq,
-        "receipt": receipt.as_json(),
+        "receipt": receipt,
     })

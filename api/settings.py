@@ -121,7 +121,7 @@ class Settings:
                 raise SettingsError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
         if self.jwt_secret is not None and len(self.jwt_secret) < 32:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 characters")
-        if self.signing_key is not None and self.signing_key.strip() == (self.jwt_secret or "").strip():
+        if self.signing_key and self.jwt_secret and self.signing_key.strip() == self.jwt_secret.strip():
             raise SettingsError(f"{PREFIX}SIGNING_KEY must not be the JWT secret")
         if self.origin is not None and (not self.origin or any(c.isspace() or c == "+" for c in self.origin)):
             raise SettingsError(f"{PREFIX}ORIGIN must be a name without spaces or '+', not {self.origin!r}")

@@ -40,9 +40,8 @@ async def vote(request: web.Request) -> web.Response:
         candidate = load(VOTE_REQUEST, body)["candidateId"]
     poll_id = request.match_info["pollId"]
     get_poll(request.app[LEDGER].state, poll_id)
-    record = await cast_vote(request, identity, poll_id, candidate)
-    receipt = await request.app[LEDGER].receipt(record.seq)
-    return json_response({**vote_json(record), "receipt": receipt.as_json()}, status=201)
+    record, receipt = await cast_vote(request, identity, poll_id, candidate)
+    return json_response({**vote_json(record), "receipt": receipt}, status=201)
 
 
 @routes.post(f"{PREFIX}/users")

@@ -136,7 +136,7 @@ class LogTree:
         and key. A checkpoint of the head is signed if there is none (an empty log has none)."""
         await store.create_tables(LEDGER_TABLES)
         latest = await store.seek(CHECKPOINTS, _LAST, before=True)
-        tree = cls(store, await signer_for(store, signing), Frontier.EMPTY)
+        tree = cls(store, _signer(signing, latest), Frontier.EMPTY)
         head = await store.head()
         try:
             loaded = await tree._load(head.seq)
@@ -148,10 +148,6 @@ class LogTree:
         if head.seq and (latest is None or latest[0] < head.seq):  # a ledger older than the tree
             await tree._sign_head()
         return tree
-
-    @property
-    def size(self) -> int:
-        return self._frontier.size
 
     async def _load(self, size: int) -> bool:
         """Take the frontier of ``size`` from the store; False if the store lacks it."""
@@ -249,7 +245,10 @@ class Inclusion:
 async def signer_for(store: EventStore, signing: Signing) -> NoteSigner:
     """The signer of the ledger's checkpoints, checked against the latest of them: the same origin
     and the same key, or a TreeError."""
-    latest = await store.seek(CHECKPOINTS, _LAST, before=True)
+    return _signer(signing, await store.seek(CHECKPOINTS, _LAST, before=True))
+
+
+def _signer(signing: Signing, latest: Row | None) -> NoteSigner:
     note = None if latest is None else str(latest[1])
     origin = signing.origin or (note and _origin_of(note)) or signing.default_origin
     signer = NoteSigner(origin, signing.key)
@@ -341,20 +340,17 @@ class _Levels(Mapping[Node, bytes]):
 class TreeCheck:
     """What the tree's check found: the expected rows when they differ, and the first fault."""
 
-    size: int
-    root: bytes
     fault: str | None = None
     fault_seq: int | None = None
     rows: list[Row] | None = None  # the rows the tree must hold, when the stored ones differ
 
 
-async def check_tree(store: EventStore, upto: int, key: VerifierKey | None = None) -> TreeCheck:
+async def check_tree(store: EventStore, upto: int) -> TreeCheck:
     """Recompute the tree over events 1 to ``upto`` and compare it with the stored one, node by
-    node from the lowest level up, then every checkpoint of a size up to ``upto``: its root, and
-    its signature when ``key`` is given. Names the first wrong node or checkpoint."""
+    node from the lowest level up, then the root of every checkpoint of a size up to ``upto``.
+    Names the first wrong node or checkpoint."""
     tiers = list(levels(await _leaves(store, upto)))
-    nodes = _Levels(tiers)
-    check = TreeCheck(upto, root_at(upto, nodes))
+    check = TreeCheck()
     stored = await store.rows(TREE)
     expected = stored_rows(tiers)
     for have, want in zip(stored, expected, strict=False):
@@ -374,7 +370,7 @@ async def check_tree(store: EventStore, upto: int, key: VerifierKey | None = Non
     for size, note in await store.rows(CHECKPOINTS):
         if size > upto:
             break
-        problem = _checkpoint_problem(str(note), size, root_at(size, nodes), key)
+        problem = _checkpoint_problem(str(note), size, root_at(size, _Levels(tiers)))
         if problem is not None:
             check.fault, check.fault_seq = f"the checkpoint of tree size {size} {problem}", size or None
             break
@@ -385,12 +381,11 @@ def _describe(end: int, level: int) -> str:
     return f"node {(end >> level) - 1} of level {level} (seqs {end - (1 << level) + 1} to {end})"
 
 
-def _checkpoint_problem(note: str, size: int, root: bytes, key: VerifierKey | None) -> str | None:
+def _checkpoint_problem(note: str, size: int, root: bytes) -> str | None:
+    """What is wrong with a stored checkpoint of ``size`` whose tree's root is ``root``. (Its
+    signature is checked where the key is known: when the ledger is opened, and by ``verify``.)"""
     try:
-        if key is not None:
-            checkpoint = verify_checkpoint(note, key)
-        else:
-            checkpoint = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
+        checkpoint = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
     except VerificationError as exc:
         return f"does not verify: {exc}"
     if checkpoint.size != size:
