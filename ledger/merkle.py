@@ -113,13 +113,8 @@ Frontier.EMPTY = Frontier(0, ())
 
 
 def build_nodes(leaf_hashes: Sequence[bytes]) -> list[Row]:
-    """Every complete node of the tree of these leaves (for a rebuild from the log)."""
+    """Every complete node of the tree of these leaves, leaves included, in the order they complete."""
     return Frontier.EMPTY.extend(leaf_hashes)[1]
-
-
-def root_keys(size: int) -> list[Node]:
-    """The stored nodes that the root of the tree of ``size`` leaves is made of."""
-    return frontier_keys(size)
 
 
 def root_at(size: int, nodes: Mapping[Node, bytes]) -> bytes:

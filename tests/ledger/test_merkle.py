@@ -24,7 +24,6 @@ from ledger.merkle import (
     inclusion_keys,
     inclusion_proof,
     root_at,
-    root_keys,
 )
 from ledger.verify import (
     EMPTY_ROOT,
@@ -90,7 +89,6 @@ def test_the_frontier_is_the_binary_decomposition_of_the_size() -> None:
     assert frontier_keys(7) == [(2, 0), (1, 2), (0, 6)]
     assert frontier_keys(8) == [(3, 0)]
     assert frontier_keys(1_000_000) == [(19, 0), (18, 2), (17, 6), (16, 14), (14, 60), (9, 1952), (6, 15624)]
-    assert root_keys(7) == frontier_keys(7)
 
 
 def test_extending_the_reference_tree_completes_exactly_its_published_nodes() -> None:
