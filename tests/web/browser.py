@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect
 
 from tests.reliability.helpers import Server, http, login
 
@@ -102,3 +103,31 @@ def api_vote(server: Server, token: str, poll: str, candidate: int) -> dict[str,
     assert status == 201, body
     answer: dict[str, Any] = json.loads(body)
     return answer
+
+
+def sign_up_in_page(page: Page, name: str, address: str, password: str = "password-123",
+                    part: str = "", team: str = "") -> None:
+    page.get_by_role("button", name="Sign up").first.click()
+    dialog = page.locator("#auth-dialog")
+    form = dialog.locator("#signup-form")
+    expect(form).to_be_visible()
+    form.get_by_label("Name").fill(name)
+    form.get_by_label("Email").fill(address)
+    form.get_by_label("Password").fill(password)
+    if part:
+        form.get_by_label("Part (optional)").fill(part)
+    if team:
+        form.get_by_label("Team (optional)").fill(team)
+    form.get_by_role("button", name="Create account").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#account .who-name")).to_have_text(name)
+
+
+def log_in_in_page(page: Page, address: str, password: str = "password-123") -> None:
+    page.locator("#account").get_by_role("button", name="Log in").click()
+    dialog = page.locator("#auth-dialog")
+    form = dialog.locator("#login-form")
+    form.get_by_label("Email").fill(address)
+    form.get_by_label("Password").fill(password)
+    form.get_by_role("button", name="Log in").click()
+    expect(dialog).to_be_hidden()

@@ -10,7 +10,7 @@ import uuid
 from playwright.sync_api import Browser, Page, expect
 
 from tests.reliability.helpers import Server
-from tests.web.browser import DEMO_DAY, PRESIDENT, api_user, api_vote
+from tests.web.browser import DEMO_DAY, PRESIDENT, api_user, api_vote, log_in_in_page, sign_up_in_page
 from tests.web.conftest import Shot
 
 
@@ -21,34 +21,6 @@ def email(prefix: str) -> str:
 
 def bar(page: Page, candidate: int) -> str:
     return f'#bars [data-candidate="{candidate}"]'
-
-
-def sign_up_in_page(page: Page, name: str, address: str, password: str = "password-123",
-                    part: str = "", team: str = "") -> None:
-    page.get_by_role("button", name="Sign up").first.click()
-    dialog = page.locator("#auth-dialog")
-    form = dialog.locator("#signup-form")
-    expect(form).to_be_visible()
-    form.get_by_label("Name").fill(name)
-    form.get_by_label("Email").fill(address)
-    form.get_by_label("Password").fill(password)
-    if part:
-        form.get_by_label("Part (optional)").fill(part)
-    if team:
-        form.get_by_label("Team (optional)").fill(team)
-    form.get_by_role("button", name="Create account").click()
-    expect(dialog).to_be_hidden()
-    expect(page.locator("#account .who-name")).to_have_text(name)
-
-
-def log_in_in_page(page: Page, address: str, password: str = "password-123") -> None:
-    page.locator("#account").get_by_role("button", name="Log in").click()
-    dialog = page.locator("#auth-dialog")
-    form = dialog.locator("#login-form")
-    form.get_by_label("Email").fill(address)
-    form.get_by_label("Password").fill(password)
-    form.get_by_role("button", name="Log in").click()
-    expect(dialog).to_be_hidden()
 
 
 def test_a_person_signs_up_votes_and_watches_the_bars_move_as_others_vote(

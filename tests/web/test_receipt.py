@@ -14,9 +14,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.reliability.helpers import Server, http, run_cli
-from tests.web.browser import PRESIDENT, api_user, api_vote
+from tests.web.browser import PRESIDENT, api_user, api_vote, log_in_in_page, sign_up_in_page
 from tests.web.conftest import Shot
-from tests.web.test_page import log_in_in_page, sign_up_in_page
 
 CHECKS = ["check_body", "check_leaf", "check_inclusion", "check_checkpoint", "check_key", "check_signature"]
 
