@@ -38,8 +38,10 @@ class Stream(asyncio.Protocol):
         cast(asyncio.WriteTransport, transport).write(self.request)  # uvloop's is no asyncio class
 
     def data_received(self, data: bytes) -> None:
-        seen = (self._tail + data).count(EVENT)  # an event split between two reads counts once
-        self._tail = data[-len(EVENT):]
+        joined = self._tail + data
+        seen = joined.count(EVENT)  # an event split between two reads counts once
+        # keep less than a whole marker: one that ended this read was counted, and is not again
+        self._tail = joined[-(len(EVENT) - 1):]
         if seen and self.events == 0:
             self._ready[0] += 1
             if self._ready[0] == self._ready[1]:
