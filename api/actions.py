@@ -13,6 +13,7 @@ from api.clients import client_address
 from api.errors import ApiError
 from api.hashing import HashingBusyError
 from api.keys import AUTH, LEDGER, SIGNUPS, THROTTLE
+from ledger.tree import Receipt
 from projections.commands import CastVote, Registered, RegisterUser
 from projections.model import User
 from projections.state import VoteRecord
@@ -101,10 +102,10 @@ def idempotency_key(request: web.Request) -> str | None:
 
 async def cast_vote(
     request: web.Request, identity: Identity, poll_id: str, candidate_id: int
-) -> tuple[VoteRecord, dict[str, Any]]:
-    """Vote; where the vote landed in the ledger (after it is durable), and its receipt as JSON."""
+) -> tuple[VoteRecord, Receipt]:
+    """Vote; where the vote landed in the ledger (after it is durable), and its receipt."""
     ledger = request.app[LEDGER]
     command = CastVote(identity.user.user_id, poll_id, candidate_id, idempotency_key(request))
     result = await ledger.execute(command)
     assert isinstance(result, VoteRecord)
-    return result, (await ledger.receipt(result.seq)).as_json()
+    return result, await ledger.receipt(result.seq)

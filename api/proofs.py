@@ -3,8 +3,6 @@ consistency proofs (RFC 9162, C2SP formats), and the caller's receipts."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from api.actions import authenticate
@@ -81,7 +79,5 @@ async def receipts(request: web.Request) -> web.Response:
     """The caller's receipts, one per vote, each as it was given when the vote was cast."""
     identity = authenticate(request)
     ledger = request.app[LEDGER]
-    found: list[dict[str, Any]] = [
-        (await ledger.receipt(seq)).as_json() for seq in await ledger.vote_seqs(identity.user.user_id)
-    ]
+    found = [await ledger.receipt(seq) for seq in await ledger.vote_seqs(identity.user.user_id)]
     return json_response({"receipts": found})

@@ -45,21 +45,13 @@ def _range_keys(start: int, end: int) -> list[Node]:
     return keys
 
 
-def _range_hash(
-    start: int, end: int, nodes: Mapping[Node, bytes], memo: dict[tuple[int, int], bytes] | None = None
-) -> bytes:
-    """MTH of leaves ``[start, end)``, a range of an RFC 9162 tree, from its complete subtrees
-    (kept in ``memo``, if given, for the proofs that share the range)."""
+def _range_hash(start: int, end: int, nodes: Mapping[Node, bytes]) -> bytes:
+    """MTH of leaves ``[start, end)``, a range of an RFC 9162 tree, from its complete subtrees."""
     width = end - start
     if not width & (width - 1):  # a complete subtree itself, as most ranges of a proof are
         level = width.bit_length() - 1
         return nodes[(level, start >> level)]
-    if memo is not None and (start, end) in memo:
-        return memo[(start, end)]
-    result = _fold([nodes[key] for key in _range_keys(start, end)])
-    if memo is not None:
-        memo[(start, end)] = result
-    return result
+    return _fold([nodes[key] for key in _range_keys(start, end)])
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:
@@ -169,13 +161,32 @@ def inclusion_keys(index: int, size: int) -> set[Node]:
     return _keys(_inclusion_ranges(index, size))
 
 
-def inclusion_proof(
-    index: int, size: int, nodes: Mapping[Node, bytes], memo: dict[tuple[int, int], bytes] | None = None
+def inclusion_proof(index: int, size: int, nodes: Mapping[Node, bytes]) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+    return [_range_hash(start, end, nodes) for start, end in _inclusion_ranges(index, size)]
+
+
+def head_inclusion_proof(
+    index: int, head: Frontier, nodes: Mapping[Node, bytes], around: dict[int, list[bytes]]
 ) -> list[bytes]:
-    """RFC 9162 §2.1.3.1 inclusion proof of leaf ``index`` in the tree of ``size`` leaves. The
-    proofs of many leaves of one tree share the hashes of ranges that are not complete subtrees:
-    pass them one ``memo`` to hash each once."""
-    return [_range_hash(start, end, nodes, memo) for start, end in _inclusion_ranges(index, size)]
+    """The same proof in the tree ``head``, for a leaf whose siblings inside the largest complete
+    subtree holding it are in ``nodes`` (as a batch's are, in the nodes it completed and the
+    frontier it started from).
+
+    The proof is the leaf's path up that subtree, then the hashes around the subtree: the fold of
+    the smaller subtrees to its right, and the larger ones to its left, nearest first. Those are
+    the same for every leaf of the subtree, so they are worked out once, in ``around``.
+    """
+    if not 0 <= index < head.size:
+        raise ValueError(f"leaf {index} is not in a tree of size {head.size}")
+    level = (index ^ head.size).bit_length() - 1  # the subtree's: the highest bit where they differ
+    position = (head.size >> level + 1).bit_count()  # larger subtrees to its left
+    tail = around.get(position)
+    if tail is None:
+        hashes = head.hashes
+        right = [_fold(hashes[position + 1:])] if position + 1 < len(hashes) else []
+        tail = around[position] = right + list(reversed(hashes[:position]))
+    return [nodes[(h, (index >> h) ^ 1)] for h in range(level)] + tail
 
 
 def consistency_keys(old: int, new: int) -> set[Node]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.errors import ConcurrencyError, LedgerError
@@ -27,6 +28,7 @@ from ledger.merkle import (
     consistency_keys,
     consistency_proof,
     frontier_keys,
+    head_inclusion_proof,
     inclusion_keys,
     inclusion_proof,
     root_at,
@@ -60,25 +62,30 @@ def b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-@dataclass(frozen=True)
-class Receipt:
+class Receipt(msgspec.Struct, frozen=True, rename="camel"):
     """What proves one event is in the log: its leaf, an inclusion proof, and the signed
-    checkpoint of a tree that holds it."""
+    checkpoint of a tree that holds it. msgspec encodes it as the API answers it and
+    ``ledger.verify`` reads it (the hashes in standard base64)."""
 
     seq: int
+    leaf_index: int
     leaf_hash: bytes
     tree_size: int
-    proof: list[bytes]
+    inclusion_proof: list[bytes]
     checkpoint: str
-    body: bytes
+    body: str
+
+    @classmethod
+    def of(
+        cls, seq: int, leaf: bytes, size: int, proof: list[bytes], checkpoint: str, body: bytes
+    ) -> Receipt:
+        """The receipt of the event at ``seq`` whose stored body is ``body``."""
+        return cls(seq, seq - 1, leaf, size, proof, checkpoint, body.decode("utf-8"))
 
     def as_json(self) -> dict[str, Any]:
-        """The receipt as the API answers it and ``ledger.verify`` reads it."""
-        return {
-            "seq": self.seq, "leafIndex": self.seq - 1, "leafHash": b64(self.leaf_hash),
-            "treeSize": self.tree_size, "inclusionProof": [b64(h) for h in self.proof],
-            "checkpoint": self.checkpoint, "body": self.body.decode("utf-8"),
-        }
+        """The receipt as JSON values."""
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class Seal:
     rows: list[Row]  # every node the batch completes, its leaves included
     note: str
     nodes: dict[Node, bytes] = field(default_factory=dict, compare=False)  # filled on first use
-    ranges: dict[tuple[int, int], bytes] = field(default_factory=dict, compare=False)  # proofs share
+    around: dict[int, list[bytes]] = field(default_factory=dict, compare=False)  # proofs share
 
     @property
     def writes(self) -> TableWrites:
@@ -106,8 +113,8 @@ class Seal:
             self.nodes.update(((level, idx), digest) for level, idx, digest in self.rows)
         index, size = seq - 1, self.after.size
         body = self.events[seq - self.events[0].seq].body
-        proof = inclusion_proof(index, size, self.nodes, self.ranges)
-        return Receipt(seq, self.nodes[(0, index)], size, proof, self.note, body)
+        proof = head_inclusion_proof(index, self.after, self.nodes, self.around)
+        return Receipt.of(seq, self.nodes[(0, index)], size, proof, self.note, body)
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,7 @@ class LogTree:
         size, note = found
         body = await _body(self._store, seq)
         proof = await self.inclusion(seq, size)
-        return Receipt(seq, proof.leaf, size, proof.hashes, note, body)
+        return Receipt.of(seq, proof.leaf, size, proof.hashes, note, body)
 
     async def inclusion(self, seq: int, size: int) -> Inclusion:
         """The inclusion proof of the leaf of ``seq`` in the tree of ``size`` leaves."""

@@ -21,6 +21,7 @@ from ledger.merkle import (
     consistency_keys,
     consistency_proof,
     frontier_keys,
+    head_inclusion_proof,
     inclusion_keys,
     inclusion_proof,
     root_at,
@@ -159,6 +160,20 @@ def test_every_inclusion_proof_up_to_64_leaves_is_the_rfc_path_and_verifies() ->
             proof = inclusion_proof(index, size, NODES)
             assert proof == path(index, 0, size)
             verify_inclusion(LEAVES[index], index, size, proof, mth(0, size))
+
+
+def test_a_batch_proves_its_leaves_from_its_own_nodes_and_the_frontier_it_started_from() -> None:
+    for before in range(0, 64):
+        for after in range(before + 1, min(before + 40, 200)):
+            start = Frontier.load(before, NODES)
+            head, rows = start.extend(LEAVES[before:after])
+            nodes = dict(zip(frontier_keys(before), start.hashes, strict=True))
+            nodes.update(((level, index), digest) for level, index, digest in rows)
+            around: dict[int, list[bytes]] = {}  # shared by the batch's proofs, as a seal shares it
+            for index in range(before, after):
+                assert head_inclusion_proof(index, head, nodes, around) == path(index, 0, after)
+    with pytest.raises(ValueError, match="not in a tree of size 5"):
+        head_inclusion_proof(5, Frontier.load(5, NODES), NODES, {})
 
 
 def test_every_consistency_proof_up_to_64_leaves_is_the_rfc_proof_and_verifies() -> None:
