@@ -49,7 +49,7 @@ CHECKPOINTS = TableSpec(
 )
 """Every signed checkpoint, by tree size: the C2SP signed note, as served."""
 LEDGER_TABLES = (TREE, CHECKPOINTS)
-RECENT_SEALS = 256  # batches whose receipts are built from memory
+RECENT_SEALS = 16  # batches whose receipts are built from memory (later, from the store)
 _LAST = (1 << 62,)  # past every size
 
 
