@@ -416,7 +416,8 @@ async def test_a_rewrite_cancelled_while_waiting_for_the_lock_leaves_no_transact
     tmp_path: Path,
 ) -> None:
     path = await make_ledger(tmp_path, events=1)
-    store = await SqliteEventStore.open(path)
+    # the cancelled rewrite's thread waits out the busy timeout: a short one, so the test is short
+    store = await SqliteEventStore.open(path, busy_timeout_ms=1000)
     rival = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         rival.execute("BEGIN IMMEDIATE")  # another process is writing
