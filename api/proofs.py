@@ -1,5 +1,6 @@
 """The public log under ``/api/v1/log``: signed checkpoints, the verifier key, inclusion and
-consistency proofs (RFC 9162, C2SP formats), and the caller's receipts."""
+consistency proofs (RFC 9162, C2SP formats), and the caller's receipts. Hashes are bytes here:
+the JSON encoder writes them in standard base64."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from api.errors import ApiError
 from api.keys import LEDGER
 from api.responses import json_response
 from api.schemas import CHECKPOINT_QUERY, CONSISTENCY_QUERY, INCLUSION_QUERY, load
-from ledger.tree import b64
 from projections.service import VoteLedger
 
 routes = web.RouteTableDef()
@@ -39,10 +39,8 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 @routes.get(f"{LOG}/key")
 async def key(request: web.Request) -> web.Response:
-    signer = request.app[LEDGER].tree.signer
-    return json_response(
-        {"origin": signer.origin, "verifierKey": signer.verifier_key, "algorithm": "Ed25519"}
-    )
+    origin, verifier_key = request.app[LEDGER].log_key()
+    return json_response({"origin": origin, "verifierKey": verifier_key, "algorithm": "Ed25519"})
 
 
 @routes.get(f"{LOG}/proof/inclusion")
@@ -56,8 +54,7 @@ async def inclusion(request: web.Request) -> web.Response:
     _within_head(ledger, size=size)
     proof = await ledger.inclusion(seq, size)
     return json_response({
-        "leafIndex": seq - 1, "treeSize": size, "leafHash": b64(proof.leaf),
-        "hashes": [b64(h) for h in proof.hashes],
+        "leafIndex": seq - 1, "treeSize": size, "leafHash": proof.leaf, "hashes": proof.hashes,
     })
 
 
@@ -71,7 +68,7 @@ async def consistency(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
     _within_head(ledger, to=new)
     hashes = await ledger.consistency(old, new)
-    return json_response({"from": old, "to": new, "hashes": [b64(h) for h in hashes]})
+    return json_response({"from": old, "to": new, "hashes": hashes})
 
 
 @routes.get("/api/v1/me/receipts")

@@ -13,7 +13,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    """JSON with UTF-8 text as it is (names are not ``\\u``-escaped)."""
+    """JSON with UTF-8 text as it is (names are not ``\\u``-escaped), bytes as standard base64."""
     return json_bytes_response(msgspec.json.encode(data), status, headers)
 
 

@@ -351,6 +351,10 @@ class VoteLedger:
         """The signed checkpoint of ``size`` leaves (None: the latest), if one was signed."""
         return await self.tree.checkpoint(size)
 
+    def log_key(self) -> tuple[str, str]:
+        """The origin the checkpoints name, and the note verifier key that checks them."""
+        return self.tree.signer.origin, self.tree.signer.verifier_key
+
     async def execute(self, command: Command) -> Result:
         """Decide and durably commit one command; raises its DomainError if refused."""
         return await self._writer.submit(command)
