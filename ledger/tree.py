@@ -350,6 +350,7 @@ class TreeCheck:
     fault: str | None = None
     fault_seq: int | None = None
     rows: list[Row] | None = None  # the rows the tree must hold, when the stored ones differ
+    frontier: Frontier | None = None  # of the tree checked, when it was found right
 
 
 async def check_tree(store: EventStore, upto: int) -> TreeCheck:
@@ -381,7 +382,36 @@ async def check_tree(store: EventStore, upto: int) -> TreeCheck:
         if problem is not None:
             check.fault, check.fault_seq = f"the checkpoint of tree size {size} {problem}", size or None
             break
+    else:
+        check.frontier = Frontier.load(upto, _Levels(tiers))
     return check
+
+
+async def extend_check(store: EventStore, check: TreeCheck, upto: int) -> TreeCheck:
+    """``check_tree(store, upto)`` for a log that has grown since ``check`` found its tree right:
+    only the nodes and checkpoints of the events appended since are read and compared (so that
+    a rebuild checks the whole tree before it takes the write lock, and the appends of meanwhile
+    under it). A tree that was not right is checked whole again."""
+    start = check.frontier
+    if start is None or start.size > upto:
+        return await check_tree(store, upto)
+    if start.size == upto:
+        return check
+    leaves = [
+        leaf_hash(body)
+        async for rows in fold_reads(store).read_bodies(after=start.size, upto=upto) for _, body, _, _ in rows
+    ]
+    after, rows = start.extend(leaves)
+    expected = sorted(((idx + 1) << level, level, digest) for level, idx, digest in rows if level)
+    stored = await store.lookup(TREE, [(seq, level) for seq, level, _ in expected])
+    if [tuple(row) for row in stored] != expected:
+        return await check_tree(store, upto)  # names the first wrong node, and gives every row
+    nodes = dict(zip(frontier_keys(start.size), start.hashes, strict=True))
+    nodes.update(((level, idx), digest) for level, idx, digest in rows)
+    for size, note in await store.rows(CHECKPOINTS):
+        if start.size < size <= upto and _checkpoint_problem(str(note), size, root_at(size, nodes)):
+            return await check_tree(store, upto)
+    return TreeCheck(frontier=after)
 
 
 def _describe(end: int, level: int) -> str:

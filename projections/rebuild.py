@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ledger.store import EventStore, TableRewrite
 from ledger.tables import Row, TableSpec
-from ledger.tree import TREE, check_tree
+from ledger.tree import TREE, TreeCheck, check_tree, extend_check
 from projections.compare import Difference, differences, live_rows
 from projections.service import Progress, StoreOpener, fold_in_two, replay
 from projections.state import LedgerState, collector_paused
@@ -44,8 +44,9 @@ async def rebuild(
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
         if reopen is None:
             state = await replay(store, progress=progress)
+            tree = await check_tree(store, state.head_seq)
             async with store.rewrite_tables() as tx:
-                return await _replace(store, tx, state, await live_rows(tx.rows))
+                return await _replace(store, tx, state, await live_rows(tx.rows), tree)
         async with fold_in_two(store, reopen, progress) as halves:
             state = await halves.own()
             # the live rows are read (in the reader's thread) while the other half comes in, and
@@ -59,19 +60,23 @@ async def rebuild(
                 await asyncio.gather(reading, return_exceptions=True)  # no task outlives the fold
                 raise
             live = await reading
+        tree = await check_tree(store, state.head_seq)
         async with store.rewrite_tables() as tx:
             if await store.changed():
                 live.clear()  # not two copies at once
                 live = await live_rows(tx.rows)
-            return await _replace(store, tx, state, live)
+            return await _replace(store, tx, state, live, tree)
 
 
 async def _replace(
-    store: EventStore, tx: TableRewrite, state: LedgerState, live: dict[TableSpec, list[Row]]
+    store: EventStore, tx: TableRewrite, state: LedgerState, live: dict[TableSpec, list[Row]],
+    checked: TreeCheck,
 ) -> RebuildReport:
     """Within ``tx``: fold in what was appended since ``state``, then build afresh every table
     whose ``live`` rows or layout differ from the fold's, and the Merkle tree if it differs from
-    the log's. (Checkpoints are signed history: they are reported, never rewritten.)"""
+    the log's: ``checked`` is the tree's check up to ``state``, made before the write lock (a
+    pass over every event that appends need not wait for), extended here over what came since.
+    (Checkpoints are signed history: they are reported, never rewritten.)"""
     state.catch_up(await tx.read_after(state.head_seq))  # appended while we folded
     tables = state_rows(state)
     changes = differences(live, tables)
@@ -80,7 +85,7 @@ async def _replace(
     for spec in stale:
         await tx.replace(spec, tables[spec])
     rebuilt = [spec.name for spec in stale]
-    tree = await check_tree(store, tx.head.seq)  # nobody appends while ``tx`` lasts
+    tree = await extend_check(store, checked, tx.head.seq)  # nobody appends while ``tx`` lasts
     if tree.rows is not None or TREE.name in await tx.misshapen([TREE]):
         await tx.replace(TREE, tree.rows if tree.rows is not None else await tx.rows(TREE))
         rebuilt.append(TREE.name)

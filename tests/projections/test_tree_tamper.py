@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from ledger.notes import NoteSigner
+from ledger.open import open_store
+from ledger.tree import TreeCheck, check_tree, extend_check
 from ledger.verify import (
     VerificationError,
     VerifierKey,
@@ -21,6 +23,7 @@ from ledger.verify import (
     verify_inclusion,
     verify_receipt,
 )
+from projections.commands import RegisterUser
 from tests.api.helpers import Client
 from tests.conftest import MakeClient, signup_and_login
 from tests.ledger.helpers import TEST_SIGNING
@@ -51,6 +54,52 @@ async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy:
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "merkle_tree" in rebuilt.stdout
     assert (await audit_file(copy)).ok
+
+
+async def _check(path: Path, upto: int, since: TreeCheck | None = None) -> TreeCheck:
+    store = await open_store(path, readonly=True)
+    try:
+        return await (check_tree(store, upto) if since is None else extend_check(store, since, upto))
+    finally:
+        await store.close()
+
+
+async def test_a_check_extended_over_later_appends_reads_only_them_and_finds_what_is_wrong_there(
+    built: Built, copy: Path
+) -> None:
+    # the rebuild checks the tree before its write lock and extends the check under it
+    before = await _check(copy, built.head)
+    assert before.fault is None and before.frontier is not None and before.frontier.size == built.head
+    ledger = await open_ledger(copy)
+    try:
+        for i in range(9):  # a batch and a checkpoint each
+            await ledger.execute(RegisterUser(f"late{i}@example.com", f"Late {i}", f"argon2-late-{i}"))
+        head = ledger.state.head_seq
+    finally:
+        await ledger.close()
+    assert head == built.head + 9
+
+    assert await _check(copy, head, before) == await _check(copy, head)
+    assert (await _check(copy, head, before)).frontier is not None
+
+    end = head - head % 2  # a node of level 1 that only the later appends wrote
+    with tamper(copy) as conn:
+        (good,) = conn.execute("SELECT hash FROM merkle_tree WHERE level = 1 AND seq = ?", (end,)).fetchone()
+        conn.execute("UPDATE merkle_tree SET hash = zeroblob(32) WHERE level = 1 AND seq = ?", (end,))
+    extended = await _check(copy, head, before)
+    assert extended.rows is not None and extended.frontier is None
+    assert extended.fault == (
+        f"Merkle tree node {end // 2 - 1} of level 1 (seqs {end - 1} to {end}) differs from the log's"
+    )
+
+    with tamper(copy) as conn:  # the node mended; a later checkpoint swapped for an earlier one
+        conn.execute("UPDATE merkle_tree SET hash = ? WHERE level = 1 AND seq = ?", (good, end))
+        conn.execute(
+            "UPDATE checkpoints SET note = (SELECT note FROM checkpoints WHERE size = ?) WHERE size = ?",
+            (built.head, head - 1),
+        )
+    extended = await _check(copy, head, before)
+    assert extended.fault == f"the checkpoint of tree size {head - 1} says tree size {built.head}"
 
 
 async def test_a_node_missing_from_the_tree_is_named(built: Built, copy: Path) -> None:
