@@ -127,7 +127,8 @@ async def cmd_rebuild(args: argparse.Namespace) -> int:
         print(f"changed: {change.describe()}")
     print(f"rebuilt from {report.events:,} events up to seq {report.head_seq}; "
           f"{len(report.changes)} row(s) changed; "
-          f"tables built afresh: {', '.join(report.rebuilt) or 'none (every table already agreed)'}")
+          f"tables built afresh: {', '.join(report.rebuilt) or 'none (every table already agreed)'}; "
+          f"appends waited {report.locked_s:.2f} s at most")
     if report.tree_fault is not None:
         print(f"{PROG}: error: {report.tree_fault}; a rebuild cannot mend a signed checkpoint: "
               "run the audit", file=sys.stderr)

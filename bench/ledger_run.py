@@ -89,12 +89,14 @@ def _ledger_run(events: int, votes_seconds: float, work: Path) -> dict[str, Any]
     voters = list(report.state.users.values())[:VOTERS_AFTER_START]
     del report  # and its fold: what follows starts from a heap as small as the commands' own
     seconds, rebuilt = asyncio.run(timed(False, partial(rebuild, reopen=reopen)))  # as `vote-ledger rebuild`
-    figures.update(rebuild_events_per_s=round(total / seconds), rebuild_changes=len(rebuilt.changes))
+    figures.update(rebuild_events_per_s=round(total / seconds), rebuild_changes=len(rebuilt.changes),
+                   rebuild_locked_s=round(rebuilt.locked_s, 4))
     asyncio.run(timed(False, _empty_projections))  # so that the next rebuild writes every table again
     seconds, rewritten = asyncio.run(timed(False, partial(rebuild, reopen=reopen)))
     figures.update(rebuild_all_tables_events_per_s=round(total / seconds),
                    rebuild_all_tables_rebuilt=rewritten.rebuilt,
-                   rebuild_all_tables_changes=len(rewritten.changes))
+                   rebuild_all_tables_changes=len(rewritten.changes),
+                   rebuild_all_tables_locked_s=round(rewritten.locked_s, 4))
 
     port = free_port()
     started = time.perf_counter()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from ledger.store import EventStore, TableRewrite
 from ledger.tables import Row, TableSpec
@@ -25,6 +27,7 @@ class RebuildReport:
     changes: list[Difference]
     rebuilt: list[str]
     tree_fault: str | None = None  # what was wrong with the Merkle tree or its checkpoints
+    locked_s: float = 0.0  # how long the write lock was held (appends waited at most that long)
 
 
 async def rebuild(
@@ -45,8 +48,7 @@ async def rebuild(
         if reopen is None:
             state = await replay(store, progress=progress)
             tree = await check_tree(store, state.head_seq)
-            async with store.rewrite_tables() as tx:
-                return await _replace(store, tx, state, await live_rows(tx.rows), tree)
+            return await _swap(store, state, lambda tx: live_rows(tx.rows), tree)
         async with fold_in_two(store, reopen, progress) as halves:
             state = await halves.own()
             # the live rows are read (in the reader's thread) while the other half comes in, and
@@ -61,11 +63,26 @@ async def rebuild(
                 raise
             live = await reading
         tree = await check_tree(store, state.head_seq)
-        async with store.rewrite_tables() as tx:
-            if await store.changed():
-                live.clear()  # not two copies at once
-                live = await live_rows(tx.rows)
-            return await _replace(store, tx, state, live, tree)
+
+        async def live_now(tx: TableRewrite) -> dict[TableSpec, list[Row]]:
+            if not await store.changed():
+                return live
+            live.clear()  # not two copies at once
+            return await live_rows(tx.rows)
+
+        return await _swap(store, state, live_now, tree)
+
+
+async def _swap(
+    store: EventStore, state: LedgerState,
+    live: Callable[[TableRewrite], Awaitable[dict[TableSpec, list[Row]]]], tree: TreeCheck,
+) -> RebuildReport:
+    """Under the write lock: the live rows (``live``), then ``_replace``; timed from the lock taken
+    to the commit."""
+    async with store.rewrite_tables() as tx:
+        locked = time.perf_counter()
+        report = await _replace(store, tx, state, await live(tx), tree)
+    return replace(report, locked_s=time.perf_counter() - locked)
 
 
 async def _replace(

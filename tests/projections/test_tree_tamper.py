@@ -52,7 +52,7 @@ async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy:
 
     rebuilt = run_cli("rebuild", "--db", str(copy))
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "merkle_tree" in rebuilt.stdout
+    assert "merkle_tree" in rebuilt.stdout and "appends waited " in rebuilt.stdout
     assert (await audit_file(copy)).ok
 
 
