@@ -353,13 +353,16 @@ class TreeCheck:
     frontier: Frontier | None = None  # of the tree checked, when it was found right
 
 
-async def check_tree(store: EventStore, upto: int) -> TreeCheck:
+async def check_tree(store: EventStore, upto: int, appending: bool = False) -> TreeCheck:
     """Recompute the tree over events 1 to ``upto`` and compare it with the stored one, node by
     node from the lowest level up, then the root of every checkpoint of a size up to ``upto``.
-    Names the first wrong node or checkpoint."""
+    Names the first wrong node or checkpoint. With ``appending`` (a check made while appends go
+    on), the nodes of events after ``upto`` are not part of it; else they are a fault."""
     tiers = list(levels(await _leaves(store, upto)))
     check = TreeCheck()
     stored = await store.rows(TREE)
+    if appending:
+        stored = [row for row in stored if row[0] <= upto]
     expected = stored_rows(tiers)
     for have, want in zip(stored, expected, strict=False):
         if tuple(have) != want:
@@ -381,9 +384,8 @@ async def check_tree(store: EventStore, upto: int) -> TreeCheck:
         problem = _checkpoint_problem(str(note), size, root_at(size, _Levels(tiers)))
         if problem is not None:
             check.fault, check.fault_seq = f"the checkpoint of tree size {size} {problem}", size or None
-            break
-    else:
-        check.frontier = Frontier.load(upto, _Levels(tiers))
+            return check
+    check.frontier = Frontier.load(upto, _Levels(tiers))
     return check
 
 
@@ -395,8 +397,8 @@ async def extend_check(store: EventStore, check: TreeCheck, upto: int) -> TreeCh
     start = check.frontier
     if start is None or start.size > upto:
         return await check_tree(store, upto)
-    if start.size == upto:
-        return check
+    if start.size == upto or await store.seek(TREE, (upto + 1, 0)) is not None:  # nodes past the log
+        return check if start.size == upto else await check_tree(store, upto)
     leaves = [
         leaf_hash(body)
         async for rows in fold_reads(store).read_bodies(after=start.size, upto=upto) for _, body, _, _ in rows

@@ -47,7 +47,7 @@ async def rebuild(
     with collector_paused():  # the fold, its rows and the live rows: millions of lasting objects
         if reopen is None:
             state = await replay(store, progress=progress)
-            tree = await check_tree(store, state.head_seq)
+            tree = await check_tree(store, state.head_seq, appending=True)
             return await _swap(store, state, lambda tx: live_rows(tx.rows), tree)
         async with fold_in_two(store, reopen, progress) as halves:
             state = await halves.own()
@@ -62,7 +62,7 @@ async def rebuild(
                 await asyncio.gather(reading, return_exceptions=True)  # no task outlives the fold
                 raise
             live = await reading
-        tree = await check_tree(store, state.head_seq)
+        tree = await check_tree(store, state.head_seq, appending=True)
 
         async def live_now(tx: TableRewrite) -> dict[TableSpec, list[Row]]:
             if not await store.changed():

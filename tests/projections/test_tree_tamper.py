@@ -56,10 +56,12 @@ async def test_a_node_of_the_tree_edited_is_named_and_the_rebuild_mends_it(copy:
     assert (await audit_file(copy)).ok
 
 
-async def _check(path: Path, upto: int, since: TreeCheck | None = None) -> TreeCheck:
+async def _check(path: Path, upto: int, since: TreeCheck | None = None, appending: bool = False) -> TreeCheck:
     store = await open_store(path, readonly=True)
     try:
-        return await (check_tree(store, upto) if since is None else extend_check(store, since, upto))
+        if since is None:
+            return await check_tree(store, upto, appending)
+        return await extend_check(store, since, upto)
     finally:
         await store.close()
 
@@ -80,7 +82,19 @@ async def test_a_check_extended_over_later_appends_reads_only_them_and_finds_wha
     assert head == built.head + 9
 
     assert await _check(copy, head, before) == await _check(copy, head)
-    assert (await _check(copy, head, before)).frontier is not None
+    # a check made short of the head, as a rebuild's is while appends go on, extends the same way
+    short = await _check(copy, built.head, appending=True)
+    assert short.frontier == before.frontier
+    assert "more than the log's" in str((await _check(copy, built.head)).fault)  # as the audit sees it
+    assert await _check(copy, head, short) == await _check(copy, head)
+
+    with tamper(copy) as conn:  # a node the check before covered: not read again
+        (early,) = conn.execute("SELECT hash FROM merkle_tree WHERE level = 1 AND seq = 2").fetchone()
+        conn.execute("UPDATE merkle_tree SET hash = zeroblob(32) WHERE level = 1 AND seq = 2")
+    assert (await _check(copy, head, short)).fault is None
+    assert (await _check(copy, head)).fault is not None
+    with tamper(copy) as conn:
+        conn.execute("UPDATE merkle_tree SET hash = ? WHERE level = 1 AND seq = 2", (early,))
 
     end = head - head % 2  # a node of level 1 that only the later appends wrote
     with tamper(copy) as conn:
@@ -92,8 +106,13 @@ async def test_a_check_extended_over_later_appends_reads_only_them_and_finds_wha
         f"Merkle tree node {end // 2 - 1} of level 1 (seqs {end - 1} to {end}) differs from the log's"
     )
 
-    with tamper(copy) as conn:  # the node mended; a later checkpoint swapped for an earlier one
+    with tamper(copy) as conn:  # the node mended; a node past the log's head
         conn.execute("UPDATE merkle_tree SET hash = ? WHERE level = 1 AND seq = ?", (good, end))
+        conn.execute("INSERT INTO merkle_tree VALUES (?, 1, zeroblob(32))", (head + 2,))
+    assert "more than the log's" in str((await _check(copy, head, before)).fault)
+
+    with tamper(copy) as conn:  # that node gone; a later checkpoint swapped for an earlier one
+        conn.execute("DELETE FROM merkle_tree WHERE seq > ?", (head,))
         conn.execute(
             "UPDATE checkpoints SET note = (SELECT note FROM checkpoints WHERE size = ?) WHERE size = ?",
             (built.head, head - 1),
