@@ -30,6 +30,7 @@ from ledger.errors import StoreUnavailableError
 from ledger.open import locate, open_store
 from ledger.postgres.admin import scratch_database
 from projections.audit import audit
+from projections.model import User
 from projections.service import replay
 from projections.state import LedgerState
 
@@ -78,6 +79,25 @@ async def _replayed(db: str) -> LedgerState:
         await store.close()
 
 
+def populate(db: str, work: Path, polls_text: str, voters: int) -> tuple[Path, list[User], float]:
+    """Load the polls and import ``voters`` users (cheap hashing) into the ledger ``db``, with the
+    service's own commands; the polls file, the users as the ledger holds them, and how long it
+    took."""
+    env = environment(db)
+    polls = work / "polls.toml"
+    polls.write_text(polls_text, encoding="utf-8")
+    people = work / "users.jsonl"
+    with people.open("w") as handle:
+        for i in range(voters):
+            handle.write(json.dumps({"email": f"user{i}@bench.example", "name": f"user {i}",
+                                     "password": f"pw-{i}"}) + "\n")
+    started = time.perf_counter()
+    step("loading the polls", command("polls", "load", "--config", str(polls)), env)
+    step("importing the users", command("users", "import", str(people)), env)
+    seconds = time.perf_counter() - started
+    return polls, list(asyncio.run(_replayed(db)).users.values()), seconds
+
+
 async def _audit(db: str) -> bool:
     store = await open_store(db, readonly=True)
     try:
@@ -119,21 +139,10 @@ def run(
 def _run(
     users: int, connections: int, duration: float, rounds: int, nodes: int, db: str, work: Path
 ) -> dict[str, Any]:
-    polls = work / "polls.toml"
-    polls.write_text(POLLS, encoding="utf-8")
     env = environment(db)
-    people = work / "users.jsonl"
     # with several nodes, voters of their own for the visibility figures
     seen_voters = VISIBILITY_VOTES if nodes > 1 else 0
-    with people.open("w") as handle:
-        for i in range(users * rounds + seen_voters):
-            handle.write(json.dumps({"email": f"user{i}@bench.example", "name": f"user {i}",
-                                     "password": f"pw-{i}"}) + "\n")
-    started = time.perf_counter()
-    step("loading the polls", command("polls", "load", "--config", str(polls)), env)
-    step("importing the users", command("users", "import", str(people)), env)
-    import_seconds = time.perf_counter() - started
-    voters = list(asyncio.run(_replayed(db)).users.values())
+    polls, voters, import_seconds = populate(db, work, POLLS, users * rounds + seen_voters)
     # tokens minted now must outlive every round: an hour past the run's longest likely length
     lifetime = 3600 + rounds * (len(SERVICE_SCENARIOS) + 1) * (duration + 120)
     # each round's votes are by voters of its own, who have voted in neither poll yet

@@ -12,20 +12,18 @@ streams were live, not merely open.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from bench.harness import Scenario, drive, tokens
-from bench.processes import BenchError, command, environment, free_port, in_workdir, serve, step, stop
-from bench.scenarios import _replayed
+from bench.processes import BenchError, command, environment, free_port, in_workdir, serve, stop
+from bench.scenarios import populate
 
 POLL = "bench-streams"
 POLLS = f"""
@@ -71,19 +69,9 @@ def _run(
     streams: int, rounds: int, duration: float, connections: int, voters: int, work: Path
 ) -> dict[str, Any]:
     db = work / "bench.db"
-    polls = work / "polls.toml"
-    polls.write_text(POLLS, encoding="utf-8")
     env = environment(db)
     runs = 2 * rounds + 1
-    with (work / "users.jsonl").open("w") as handle:
-        for i in range(voters * runs):
-            voter = {"email": f"v{i}@bench.example", "name": f"v {i}", "password": f"pw{i}"}
-            handle.write(json.dumps(voter) + "\n")
-    started = time.perf_counter()
-    step("loading the polls", command("polls", "load", "--config", str(polls)), env)
-    step("importing the users", command("users", "import", str(work / "users.jsonl")), env)
-    imported = time.perf_counter() - started
-    users = list(asyncio.run(_replayed(str(db))).users.values())
+    polls, users, imported = populate(str(db), work, POLLS, voters * runs)
     slices = [tokens(users[r * voters:(r + 1) * voters], work, f"tokens-{r}.txt") for r in range(runs)]
     port = free_port()
     server = serve(command("serve", "--port", str(port), "--config", str(polls), "--log-format", "json"),
