@@ -80,6 +80,10 @@ class Frontier:
         """The frontier of a stored tree of ``size`` leaves."""
         return cls(size, tuple(nodes[key] for key in frontier_keys(size)))
 
+    def nodes(self) -> dict[Node, bytes]:
+        """Its hashes by the keys of the subtrees they are the hashes of."""
+        return dict(zip(frontier_keys(self.size), self.hashes, strict=True))
+
     def root(self) -> bytes:
         """The root hash of the tree (RFC 9162 MTH)."""
         return _fold(self.hashes) if self.hashes else EMPTY_ROOT

@@ -103,14 +103,12 @@ class Seal:
     @property
     def writes(self) -> TableWrites:
         """The rows to write with the batch."""
-        inner = [((idx + 1) << level, level, digest) for level, idx, digest in self.rows if level]
-        return {TREE: inner, CHECKPOINTS: [(self.after.size, self.note)]}
+        return {TREE: _tree_rows(self.rows), CHECKPOINTS: [(self.after.size, self.note)]}
 
     def receipt(self, seq: int) -> Receipt:
         """The receipt of one event of this batch, from memory."""
         if not self.nodes:
-            self.nodes.update(zip(frontier_keys(self.before.size), self.before.hashes, strict=True))
-            self.nodes.update(((level, idx), digest) for level, idx, digest in self.rows)
+            self.nodes.update(_with_rows(self.before, self.rows))
         index, size = seq - 1, self.after.size
         body = self.events[seq - self.events[0].seq].body
         proof = head_inclusion_proof(index, self.after, self.nodes, self.around)
@@ -359,6 +357,7 @@ async def check_tree(store: EventStore, upto: int, appending: bool = False) -> T
     Names the first wrong node or checkpoint. With ``appending`` (a check made while appends go
     on), the nodes of events after ``upto`` are not part of it; else they are a fault."""
     tiers = list(levels(await _leaves(store, upto)))
+    nodes = _Levels(tiers)
     check = TreeCheck()
     stored = await store.rows(TREE)
     if appending:
@@ -381,11 +380,11 @@ async def check_tree(store: EventStore, upto: int, appending: bool = False) -> T
     for size, note in await store.rows(CHECKPOINTS):
         if size > upto:
             break
-        problem = _checkpoint_problem(str(note), size, root_at(size, _Levels(tiers)))
+        problem = _checkpoint_problem(str(note), size, root_at(size, nodes))
         if problem is not None:
             check.fault, check.fault_seq = f"the checkpoint of tree size {size} {problem}", size or None
             return check
-    check.frontier = Frontier.load(upto, _Levels(tiers))
+    check.frontier = Frontier.load(upto, nodes)
     return check
 
 
@@ -395,25 +394,37 @@ async def extend_check(store: EventStore, check: TreeCheck, upto: int) -> TreeCh
     a rebuild checks the whole tree before it takes the write lock, and the appends of meanwhile
     under it). A tree that was not right is checked whole again."""
     start = check.frontier
-    if start is None or start.size > upto:
-        return await check_tree(store, upto)
-    if start.size == upto or await store.seek(TREE, (upto + 1, 0)) is not None:  # nodes past the log
-        return check if start.size == upto else await check_tree(store, upto)
+    # otherwise the whole check, which names what is wrong and gives every row
+    if start is None or start.size > upto or await store.seek(TREE, (upto + 1, 0)) is not None:
+        return await check_tree(store, upto)  # (the last: nodes past the log)
+    if start.size == upto:
+        return check
     leaves = [
         leaf_hash(body)
         async for rows in fold_reads(store).read_bodies(after=start.size, upto=upto) for _, body, _, _ in rows
     ]
     after, rows = start.extend(leaves)
-    expected = sorted(((idx + 1) << level, level, digest) for level, idx, digest in rows if level)
+    expected = _tree_rows(rows)
     stored = await store.lookup(TREE, [(seq, level) for seq, level, _ in expected])
     if [tuple(row) for row in stored] != expected:
-        return await check_tree(store, upto)  # names the first wrong node, and gives every row
-    nodes = dict(zip(frontier_keys(start.size), start.hashes, strict=True))
-    nodes.update(((level, idx), digest) for level, idx, digest in rows)
+        return await check_tree(store, upto)
+    nodes = _with_rows(start, rows)
     for size, note in await store.rows(CHECKPOINTS):
         if start.size < size <= upto and _checkpoint_problem(str(note), size, root_at(size, nodes)):
             return await check_tree(store, upto)
     return TreeCheck(frontier=after)
+
+
+def _tree_rows(rows: list[Row]) -> list[Row]:
+    """``TREE``'s rows, in key order, of nodes as ``Frontier.extend`` gives them (leaves left out)."""
+    return [((idx + 1) << level, level, digest) for level, idx, digest in rows if level]
+
+
+def _with_rows(start: Frontier, rows: list[Row]) -> dict[Node, bytes]:
+    """The nodes of a tree that grew from ``start`` by ``rows``: all a proof inside it needs."""
+    nodes = start.nodes()
+    nodes.update(((level, idx), digest) for level, idx, digest in rows)
+    return nodes
 
 
 def _describe(end: int, level: int) -> str:
