@@ -133,6 +133,7 @@ async def test_an_operator_erases_a_user_while_the_service_runs(tmp_path: Path) 
             again = run_cli("users", "erase", EMAIL, "--db", str(db))
             assert again.returncode != 0 and "no user" in again.stderr
             assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+            assert_gone(db, EMAIL, NAME)  # the WAL the service writes to included
         # a clean stop waits for the batch writer: once it has closed its connection, no process
         # is left to fold the WAL into the database (and delete it) while the files are read
         assert server.stop() == 0, server.log_text()[-2000:]
