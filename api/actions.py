@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from api.auth import Identity, normalize_email
@@ -13,7 +14,6 @@ from api.clients import client_address
 from api.errors import ApiError
 from api.hashing import HashingBusyError
 from api.keys import AUTH, LEDGER, SIGNUPS, THROTTLE
-from ledger.tree import Receipt
 from projections.commands import CastVote, Registered, RegisterUser
 from projections.model import User
 from projections.state import VoteRecord
@@ -102,10 +102,11 @@ def idempotency_key(request: web.Request) -> str | None:
 
 async def cast_vote(
     request: web.Request, identity: Identity, poll_id: str, candidate_id: int
-) -> tuple[VoteRecord, Receipt]:
-    """Vote; where the vote landed in the ledger (after it is durable), and its receipt."""
+) -> tuple[VoteRecord, msgspec.Raw]:
+    """Vote; where the vote landed in the ledger (after it is durable), and its receipt (JSON, to
+    go into the answer as it is)."""
     ledger = request.app[LEDGER]
     command = CastVote(identity.user.user_id, poll_id, candidate_id, idempotency_key(request))
     result = await ledger.execute(command)
     assert isinstance(result, VoteRecord)
-    return result, await ledger.receipt(result.seq)
+    return result, msgspec.Raw(await ledger.receipt_json(result.seq))

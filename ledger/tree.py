@@ -16,6 +16,7 @@ import binascii
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -62,6 +63,9 @@ def b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
+_JSON = msgspec.json.Encoder().encode
+
+
 class Receipt(msgspec.Struct, frozen=True, rename="camel"):
     """What proves one event is in the log: its leaf, an inclusion proof, and the signed
     checkpoint of a tree that holds it. msgspec encodes it as the API answers it and
@@ -97,8 +101,13 @@ class Seal:
     events: Sequence[StoredEvent]
     rows: list[Row]  # every node the batch completes, its leaves included
     note: str
-    nodes: dict[Node, bytes] = field(default_factory=dict, compare=False)  # filled on first use
     around: dict[int, list[bytes]] = field(default_factory=dict, compare=False)  # proofs share
+    receipts_json: list[bytes] = field(default_factory=list, compare=False)
+
+    @cached_property
+    def nodes(self) -> dict[Node, bytes]:
+        """Every node a proof inside the batch's tree needs."""
+        return _with_rows(self.before, self.rows)
 
     @property
     def writes(self) -> TableWrites:
@@ -107,12 +116,18 @@ class Seal:
 
     def receipt(self, seq: int) -> Receipt:
         """The receipt of one event of this batch, from memory."""
-        if not self.nodes:
-            self.nodes.update(_with_rows(self.before, self.rows))
         index, size = seq - 1, self.after.size
         body = self.events[seq - self.events[0].seq].body
         proof = head_inclusion_proof(index, self.after, self.nodes, self.around)
         return Receipt.of(seq, self.nodes[(0, index)], size, proof, self.note, body)
+
+    def receipt_json(self, seq: int) -> bytes:
+        """``receipt(seq)`` as msgspec writes it. The first ask writes every receipt of the batch,
+        one after another while the batch's nodes are at hand, and keeps them."""
+        if not self.receipts_json:
+            first = self.events[0].seq
+            self.receipts_json.extend(_JSON(self.receipt(s)) for s in range(first, first + len(self.events)))
+        return self.receipts_json[seq - self.events[0].seq]
 
 
 @dataclass(frozen=True)
@@ -202,9 +217,9 @@ class LogTree:
 
     async def receipt(self, seq: int) -> Receipt:
         """The receipt of the event at ``seq``, against the checkpoint of the batch it came in."""
-        for seal in reversed(self._recent):
-            if seal.before.size < seq <= seal.after.size:
-                return seal.receipt(seq)
+        seal = self._recent_seal(seq)
+        if seal is not None:
+            return seal.receipt(seq)
         found = await self._store.seek(CHECKPOINTS, (seq,))
         if found is None or seq < 1:
             raise TreeError(f"no checkpoint covers seq {seq}")
@@ -212,6 +227,19 @@ class LogTree:
         body = await _body(self._store, seq)
         proof = await self.inclusion(seq, size)
         return Receipt.of(seq, proof.leaf, size, proof.hashes, note, body)
+
+    async def receipt_json(self, seq: int) -> bytes:
+        """``receipt(seq)`` as JSON (written faster while its batch is recent)."""
+        seal = self._recent_seal(seq)
+        if seal is not None:
+            return seal.receipt_json(seq)
+        return _JSON(await self.receipt(seq))
+
+    def _recent_seal(self, seq: int) -> Seal | None:
+        for seal in reversed(self._recent):
+            if seal.before.size < seq <= seal.after.size:
+                return seal
+        return None
 
     async def inclusion(self, seq: int, size: int) -> Inclusion:
         """The inclusion proof of the leaf of ``seq`` in the tree of ``size`` leaves."""

@@ -338,6 +338,10 @@ class VoteLedger:
         """The receipt of the event at ``seq``: the same answer every time it is asked."""
         return await self.tree.receipt(seq)
 
+    async def receipt_json(self, seq: int) -> bytes:
+        """``receipt(seq)`` as JSON, as the vote routes answer it."""
+        return await self.tree.receipt_json(seq)
+
     async def inclusion(self, seq: int, size: int) -> Inclusion:
         """Proof that the event at ``seq`` is in the tree of ``size`` leaves (``seq <= size <=``
         the head)."""
