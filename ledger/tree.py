@@ -102,12 +102,18 @@ class Seal:
     rows: list[Row]  # every node the batch completes, its leaves included
     note: str
     around: dict[int, list[bytes]] = field(default_factory=dict, compare=False)  # proofs share
-    receipts_json: list[bytes] = field(default_factory=list, compare=False)
 
     @cached_property
     def nodes(self) -> dict[Node, bytes]:
         """Every node a proof inside the batch's tree needs."""
         return _with_rows(self.before, self.rows)
+
+    @cached_property
+    def receipts_json(self) -> list[bytes]:
+        """Every receipt of the batch as msgspec writes it, written one after another while the
+        batch's nodes are at hand (asked for as its first vote is answered)."""
+        first = self.events[0].seq
+        return [_JSON(self.receipt(seq)) for seq in range(first, first + len(self.events))]
 
     @property
     def writes(self) -> TableWrites:
@@ -122,11 +128,7 @@ class Seal:
         return Receipt.of(seq, self.nodes[(0, index)], size, proof, self.note, body)
 
     def receipt_json(self, seq: int) -> bytes:
-        """``receipt(seq)`` as msgspec writes it. The first ask writes every receipt of the batch,
-        one after another while the batch's nodes are at hand, and keeps them."""
-        if not self.receipts_json:
-            first = self.events[0].seq
-            self.receipts_json.extend(_JSON(self.receipt(s)) for s in range(first, first + len(self.events)))
+        """``receipt(seq)`` as msgspec writes it (the first ask writes the whole batch's)."""
         return self.receipts_json[seq - self.events[0].seq]
 
 

@@ -44,9 +44,9 @@ async def test_a_receipt_written_from_its_seal_is_what_msgspec_writes_of_it() ->
             batch = events(size, count, rng)
             seal = await tree.seal(Head(size, bytes(32)), batch)
             tree.sealed(seal)
-            assert len(seal.receipts_json) == 0
+            assert "receipts_json" not in vars(seal)  # nothing written before it is asked for
             await tree.receipt_json(batch[-1].seq)
-            assert len(seal.receipts_json) == count  # the whole batch at the first ask
+            assert len(vars(seal)["receipts_json"]) == count  # the whole batch at the first ask
             for event in batch:
                 written = await tree.receipt_json(event.seq)
                 assert written == msgspec.json.encode(seal.receipt(event.seq)), (before, count, event.seq)
