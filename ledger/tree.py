@@ -439,8 +439,10 @@ async def extend_check(store: EventStore, check: TreeCheck, upto: int) -> TreeCh
     if [tuple(row) for row in stored] != expected:
         return await check_tree(store, upto)
     nodes = _with_rows(start, rows)
-    for size, note in await store.rows(CHECKPOINTS):
-        if start.size < size <= upto and _checkpoint_problem(str(note), size, root_at(size, nodes)):
+    size = start.size
+    while (found := await store.seek(CHECKPOINTS, (size + 1,))) is not None and found[0] <= upto:
+        size, note = found  # the checkpoints of the appended events only, one read by key each
+        if _checkpoint_problem(str(note), size, root_at(size, nodes)):
             return await check_tree(store, upto)
     return TreeCheck(frontier=after)
 
