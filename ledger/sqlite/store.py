@@ -49,6 +49,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
+LOOKUP_KEYS = 256  # keys a lookup asks for in one query
 CHECKPOINT_INTERVAL = 0.5  # seconds between passive WAL checkpoints
 SHADOW = "__rebuild"  # a rebuilt table's name until it is swapped in
 
@@ -382,9 +383,13 @@ class SqliteEventStore(EventStore):
         return await self._fetch(*_select_rows(spec))
 
     async def lookup(self, spec: TableSpec, keys: Sequence[Row]) -> list[Row]:
-        if not keys:
-            return []
-        return await self._fetch(lookup_sql(spec, len(keys)), [v for key in keys for v in key])
+        # SQLite's parser nests OR-ed terms one level each, to a depth of 1,000 at most
+        unique = list(dict.fromkeys(map(tuple, keys)))
+        found: list[Row] = []
+        for start in range(0, len(unique), LOOKUP_KEYS):
+            chunk = unique[start:start + LOOKUP_KEYS]
+            found += await self._fetch(lookup_sql(spec, len(chunk)), [v for key in chunk for v in key])
+        return found if len(unique) <= LOOKUP_KEYS else sorted(found, key=lambda row: tuple(row[:spec.key]))
 
     async def seek(self, spec: TableSpec, key: Row, before: bool = False) -> Row | None:
         rows = await self._fetch(seek_sql(spec, before), key)

@@ -555,6 +555,15 @@ class EventStoreContract(abc.ABC):
         ]
         assert await store.lookup(ACCOUNTS, [("u",)]) == []  # a table never created
 
+    async def test_a_lookup_of_thousands_of_keys_finds_them_all_in_key_order(self, store: EventStore) -> None:
+        # as a rebuild's check of the tree's nodes appended while it folded asks
+        await store.create_tables([BALLOTS])
+        rows = [(f"p{i % 7}", f"u{i:05}", 1, i) for i in range(5000)]
+        await append(store, [], {BALLOTS: rows})
+
+        keys = [row[:2] for row in reversed(rows)] + [("p0", "u00000"), ("nobody", "u1")]
+        assert await store.lookup(BALLOTS, keys) == sorted(rows)
+
     async def test_a_seek_finds_the_nearest_row_at_or_past_a_key_either_way(self, store: EventStore) -> None:
         await store.create_tables([SEEN, BALLOTS])
         await append(store, [], {
