@@ -155,7 +155,8 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def changed(self) -> bool:
-        """Whether anyone may have committed since the last call (cheap; used to catch up)."""
+        """Whether anyone may have committed since the last call: answered from what the backend
+        already knows, never waiting on I/O (the service asks it inline before its reads)."""
 
     @abc.abstractmethod
     async def create_tables(self, specs: Sequence[TableSpec]) -> None:

@@ -145,6 +145,7 @@ class PostgresEventStore(EventStore):
         self._notified = True
         self._looked = float("-inf")
         self._listen_tried = float("-inf")
+        self._relisten: asyncio.Future[None] | None = None  # listening again, in the background
         self._deaf = False  # the last attempt to listen failed
         self._closed = False
 
@@ -350,9 +351,11 @@ class PostgresEventStore(EventStore):
             )
             await conn.add_listener(CHANNEL, self._on_notify)
             conn.add_termination_listener(self._on_lost)
-        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        except BaseException as exc:  # a cancelled attempt (the store closing) leaves no connection
             if conn is not None:
                 conn.terminate()
+            if not isinstance(exc, (*_UNAVAILABLE, asyncpg.PostgresError)):
+                raise
             if not self._deaf:  # once per outage: it is tried again every RECONNECT_INTERVAL
                 log.warning("%s: cannot listen for other nodes' commits (%s); looking at the log's "
                             "head at every request until it can", self.label, _reason(exc))
@@ -374,8 +377,11 @@ class PostgresEventStore(EventStore):
         now = time.monotonic()
         if self._listener is None or self._listener.is_closed():
             self._listener = None
-            if not self._readonly and not self._closed and now - self._listen_tried > RECONNECT_INTERVAL:
-                await self._listen()
+            trying = self._relisten is not None and not self._relisten.done()
+            due = now - self._listen_tried > RECONNECT_INTERVAL
+            if due and not (self._readonly or self._closed or trying):
+                # in the background: ``changed`` never waits on the network
+                self._relisten = asyncio.ensure_future(self._listen())
             return True
         if self._notified or now - self._looked > POLL_INTERVAL:
             self._notified, self._looked = False, now
@@ -436,6 +442,9 @@ class PostgresEventStore(EventStore):
         if self._closed:
             return
         self._closed = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            await asyncio.wait((self._relisten,))
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(Exception):

@@ -21,6 +21,7 @@ from ledger.errors import ConcurrencyError, CorruptEventError, StoreUnavailableE
 from ledger.store import GENESIS_HASH, EventStore, Head, PrivateData, StoredEvent, fold_reads, shard_of
 from ledger.tables import Column, Row, TableSpec
 from tests.ledger.helpers import (
+    answered_inline,
     append,
     append_retrying,
     assert_chain,
@@ -924,6 +925,20 @@ class EventStoreContract(abc.ABC):
             await rewrite.replace(SEEN, [("users", 1)])
 
         assert await changed_soon(store)
+
+    async def test_changed_answers_without_waiting_for_anything(
+        self, store: EventStore, other: EventStore
+    ) -> None:
+        # the service asks it inline before the reads of each new millisecond
+        answered_inline(store.changed())
+        await append(other, user_events(1))
+        for _ in range(100):
+            if answered_inline(store.changed()):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("changed() never reported the other store's commit")
+        answered_inline(store.changed())
 
     async def test_a_read_only_store_reads_and_refuses_every_write(
         self, store: EventStore, tmp_path: Path

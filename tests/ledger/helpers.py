@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bench.procfs import children, stat_fields
 from ledger.chain import chain, link
@@ -23,6 +24,8 @@ from ledger.store import (
 )
 from ledger.tables import TableWrites
 from ledger.tree import Signing
+
+T = TypeVar("T")
 
 TEST_SIGNING_KEY = base64.b64encode(bytes(range(32))).decode()
 """A fixed checkpoint signing key, so that every test opening a ledger again signs as before."""
@@ -130,3 +133,15 @@ def batch_writers(parent: int) -> list[int]:
         except OSError:  # ended meanwhile
             continue
     return found
+
+
+def answered_inline(call: Coroutine[Any, Any, T]) -> T:
+    """The answer of a coroutine that must come without waiting for anything (no I/O, no task):
+    it ends at its first step."""
+    try:
+        call.send(None)
+    except StopIteration as done:
+        answer: T = done.value
+        return answer
+    call.close()
+    raise AssertionError("it waited for something before answering")

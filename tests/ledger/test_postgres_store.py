@@ -3,6 +3,7 @@ PostgreSQL can show (its triggers, its mark, a second node joining)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ledger.errors import NotALedgerError
 from ledger.open import open_store
 from ledger.store import EventStore
 from tests.ledger.contract import EventStoreContract
-from tests.ledger.helpers import append, user_events
+from tests.ledger.helpers import answered_inline, append, user_events
 from tests.postgres import fresh_database, require_postgres
 
 
@@ -92,3 +93,32 @@ async def test_nodes_opening_one_new_database_at_once_lay_it_out_once(database: 
     finally:
         for store in stores:
             await store.close()
+
+
+_LISTENERS = """
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'vote-ledger' AND query ILIKE 'LISTEN%'
+"""
+
+
+async def test_a_store_whose_listener_was_terminated_answers_changed_at_once_and_listens_again(
+    database: str,
+) -> None:
+    store = await open_store(database, create=True)
+    conn = await asyncpg.connect(database)
+    try:
+        [(pid,)] = await conn.fetch(_LISTENERS)
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        # deaf, it says yes at every call; it listens again in the background, never in changed()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not await conn.fetch(_LISTENERS):
+            answered_inline(store.changed())
+            assert loop.time() < deadline, "the store did not listen again"
+            await asyncio.sleep(0.05)
+        while answered_inline(store.changed()):  # until it hears that nothing was committed
+            assert loop.time() < deadline, "the store listens, yet says yes at every call"
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+        await store.close()
