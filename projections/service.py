@@ -212,6 +212,7 @@ class VoteLedger:
         self._unreachable = False
         self._stalled: asyncio.Future[None] | None = None  # a check that outlasted READ_WAIT
         self._check: asyncio.Future[None] | None = None  # the check the reads of the moment share
+        self._behind = False  # the store said others appended, and no check has followed yet
         self._writer: GroupCommitWriter[Command, Result, Pending] = GroupCommitWriter(
             store, Decider(state, clock), max_batch, tree
         )
@@ -248,34 +249,20 @@ class VoteLedger:
         by the writer itself, so they are not read back. With ``max_staleness`` the check is
         skipped when the last one is more recent than that (the service uses ``FRESHNESS``).
         """
-        if self._catching_up is not None:  # another request is folding: its answer is ours
-            await asyncio.shield(self._catching_up)
+        if await self._nothing_new(max_staleness):
             return
-        if self.fresh(max_staleness):
-            return
-        self._checked = time.monotonic()
-        # the usual answers come without a task: nothing committed since the last check, or
-        # only this process's own writer (on SQLite neither call leaves this coroutine)
-        if not await self.store.changed():
-            return
-        head = await self.store.head()
-        if head.seq <= self.state.head_seq or self._writer.is_own(head):
-            return
-        self._catching_up = asyncio.ensure_future(self._catch_up())
-        try:
-            await asyncio.shield(self._catching_up)
-        finally:
-            self._catching_up = None
+        await self._follow()
 
     async def refresh_or_stay(self, max_staleness: float) -> None:
         """``refresh``, but while the store cannot be read the state in memory answers: reads go
         on from the projections as they last were. An outage is logged once, when it begins.
 
-        A store that does not answer at all (a server behind a network that drops packets) is
-        waited for ``READ_WAIT`` at most: the check goes on by itself, the state in memory
-        answers, and until the check ends every read answers from memory without starting another.
-        Reads that arrive while a check is under way wait for that one: under load, one check
-        (and its task) serves every read of its millisecond, not one each.
+        Whether anyone else appended is asked inline (``EventStore.changed`` waits on no I/O), so
+        the usual check makes no task and waits for nothing. Past that, a store that does not
+        answer at all (a server behind a network that drops packets) is waited for ``READ_WAIT``
+        at most: the check goes on by itself, the state in memory answers, and until the check
+        ends every read answers from memory without starting another. Reads that arrive while a
+        check is under way wait for that one: one check serves every read of its moment.
         """
         stalled = self._stalled
         if stalled is not None:
@@ -284,11 +271,41 @@ class VoteLedger:
             self._stalled = None
         check = self._check
         if check is None or check.done():
-            check = self._check = asyncio.ensure_future(self._bounded_refresh(max_staleness))
+            if await self._nothing_new(max_staleness):
+                return
+            check = self._check = asyncio.ensure_future(self._bounded_follow())
         await asyncio.shield(check)
 
-    async def _bounded_refresh(self, max_staleness: float) -> None:
-        check = asyncio.ensure_future(self.refresh(max_staleness))
+    async def _nothing_new(self, max_staleness: float) -> bool:
+        """Whether the state is known to be current: checked within ``max_staleness``, or the store
+        says nobody else appended since the last check. Once it says they may have, the answer
+        stays no until a check has followed the log to its head."""
+        if self._catching_up is not None:
+            return False
+        now = time.monotonic()
+        if now - self._checked < max_staleness:
+            return True
+        self._checked = now
+        if await self.store.changed():
+            self._behind = True
+        return not self._behind
+
+    async def _follow(self) -> None:
+        """Read the log's head and fold in what others appended up to it."""
+        if self._catching_up is not None:  # another request is folding: its answer is ours
+            await asyncio.shield(self._catching_up)
+            return
+        head = await self.store.head()
+        if head.seq > self.state.head_seq and not self._writer.is_own(head):
+            self._catching_up = asyncio.ensure_future(self._catch_up())
+            try:
+                await asyncio.shield(self._catching_up)
+            finally:
+                self._catching_up = None
+        self._behind = False
+
+    async def _bounded_follow(self) -> None:
+        check = asyncio.ensure_future(self._follow())
         check.add_done_callback(_outcome_read)  # whether or not anyone is still waiting for it
         done, _ = await asyncio.wait((check,), timeout=READ_WAIT)
         if not done:  # it goes on; the next read after it ends starts a check of its own

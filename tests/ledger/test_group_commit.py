@@ -44,7 +44,7 @@ from projections.errors import (
 from projections.service import VoteLedger
 from projections.state import VoteRecord
 from projections.tables import POSITION
-from tests.ledger.helpers import TEST_SIGNING, assert_chain, read_all
+from tests.ledger.helpers import TEST_SIGNING, answered_inline, assert_chain, read_all
 
 DEADLINE = 20.0  # seconds
 POLL = PollSpec("p1", "Best language", candidates=(CandidateSpec("Ada"), CandidateSpec("Bob")))
@@ -416,6 +416,23 @@ async def test_refresh_shows_one_ledger_what_the_other_appended(pair: tuple[Vote
     assert (two.state.head_seq, two.state.head_hash) == (one.state.head_seq, one.state.head_hash)
     await two.refresh()  # nothing new: a no-op
     assert two.state.head_seq == one.state.head_seq
+
+
+async def test_the_check_before_a_read_waits_for_nothing_unless_another_ledger_appended(
+    pair: tuple[VoteLedger, VoteLedger],
+) -> None:
+    one, two = pair
+    await execute(one, SyncPolls((POLL,)))
+    await two.refresh()
+
+    answered_inline(two.refresh_or_stay(0.0))  # nothing new: no task, no wait
+    await register(one, "ada@example.org")
+    await two.refresh_or_stay(0.0)  # the other's events: read, in a task bounded in time
+    await one.refresh_or_stay(0.0)  # its own: the head is looked at, nothing read
+
+    assert two.state.user_by_email("ada@example.org") is not None
+    answered_inline(two.refresh_or_stay(0.0))
+    answered_inline(one.refresh_or_stay(0.0))
 
 
 async def test_a_vote_is_not_refused_for_what_only_the_other_ledger_has_seen(
