@@ -240,7 +240,9 @@ class VoteLedger:
 
     def fresh(self, max_staleness: float) -> bool:
         """Whether the last check for other processes' appends is recent enough to skip ``refresh``."""
-        return self._catching_up is None and time.monotonic() - self._checked < max_staleness
+        if self._behind or self._catching_up is not None:  # a check found commits: reads wait for it
+            return False
+        return time.monotonic() - self._checked < max_staleness
 
     async def refresh(self, max_staleness: float = 0.0) -> None:
         """Catch up with appends made by other processes (a cheap check when there are none).
@@ -280,12 +282,11 @@ class VoteLedger:
         """Whether the state is known to be current: checked within ``max_staleness``, or the store
         says nobody else appended since the last check. Once it says they may have, the answer
         stays no until a check has followed the log to its head."""
-        if self._catching_up is not None:
-            return False
-        now = time.monotonic()
-        if now - self._checked < max_staleness:
+        if self.fresh(max_staleness):
             return True
-        self._checked = now
+        if self._behind or self._catching_up is not None:
+            return False
+        self._checked = time.monotonic()
         if await self.store.changed():
             self._behind = True
         return not self._behind

@@ -41,7 +41,7 @@ from projections.errors import (
     UnknownCandidateError,
     UnknownPollError,
 )
-from projections.service import VoteLedger
+from projections.service import FRESHNESS, VoteLedger
 from projections.state import VoteRecord
 from projections.tables import POSITION
 from tests.ledger.helpers import TEST_SIGNING, answered_inline, assert_chain, read_all
@@ -433,6 +433,22 @@ async def test_the_check_before_a_read_waits_for_nothing_unless_another_ledger_a
     assert two.state.user_by_email("ada@example.org") is not None
     answered_inline(two.refresh_or_stay(0.0))
     answered_inline(one.refresh_or_stay(0.0))
+
+
+async def test_a_read_waits_for_a_check_that_found_the_other_ledgers_commits(
+    pair: tuple[VoteLedger, VoteLedger],
+) -> None:
+    one, two = pair
+    await two.refresh()
+    await register(one, "ada@example.org")
+    await asyncio.sleep(2 * FRESHNESS)  # two's last check is older than a read may be
+
+    check = asyncio.ensure_future(two.refresh_or_stay(FRESHNESS))
+    await asyncio.sleep(0)  # it asked the store, which said yes: the log is followed in a task
+
+    assert not two.fresh(FRESHNESS)  # so a read arriving now waits for it (as fresh_reads does)
+    await check
+    assert two.fresh(FRESHNESS) and two.state.user_by_email("ada@example.org") is not None
 
 
 async def test_a_vote_is_not_refused_for_what_only_the_other_ledger_has_seen(
