@@ -19,43 +19,19 @@ never outlives the server by more than the step it is in.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import signal
 import sqlite3
-import struct
-import sys
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from ledger.errors import LedgerError
+from ledger.pipes import frame, helper_streams, read_frame
 from ledger.sqlite.steps import BATCH_CACHE_KIB, Connection, Row, Statement, translate, writer_connection
 from ledger.store import Head, StoredEvent
 
 Batch = tuple[tuple[int, bytes], list[Row], list[Statement], bool]
 """A head, event rows, statements, and whether to wipe the WAL once committed (an erasure)."""
-
-FRAME = struct.Struct("<I")  # each message's length, before it
-
-
-def frame(message: object) -> bytes:
-    """A message as it goes down the pipe."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return FRAME.pack(len(payload)) + payload
-
-
-def _read(stream: BinaryIO) -> object | None:
-    """The next request, or None when the input has ended."""
-    header = stream.read(FRAME.size)
-    if len(header) < FRAME.size:
-        return None
-    (size,) = FRAME.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        return None
-    request: object = pickle.loads(payload)
-    return request
-
 
 def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer requests until told to close or until the input ends."""
@@ -74,7 +50,7 @@ def serve(uri: str, path: Path, busy_timeout_ms: int, requests: BinaryIO, replie
         return
     reply((True, None))
     try:
-        while (request := _read(requests)) is not None:
+        while (request := read_frame(requests)) is not None:
             try:
                 outcome: tuple[bool, object] = (True, _answer(connection, request))
             except sqlite3.Error as exc:
@@ -111,15 +87,10 @@ def main(argv: list[str]) -> int:
     """Serve the store that started this process, on standard input and output."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # nothing the server inherited stays open here
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    try:  # a stray print cannot corrupt the replies
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    except OSError:  # no standard error either
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    requests, replies = helper_streams()
     uri, path, timeout = argv
     try:
-        serve(uri, Path(path), int(timeout), sys.stdin.buffer, replies)
+        serve(uri, Path(path), int(timeout), requests, replies)
     except BrokenPipeError:  # the store is gone: nobody is left to answer
         with contextlib.suppress(OSError):
             replies.close()

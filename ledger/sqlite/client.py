@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pickle
-import site
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
 from ledger.errors import LedgerError, StoreUnavailableError
-from ledger.sqlite.batch_writer import FRAME, frame
+from ledger.pipes import FRAME, frame, helper_command
 from ledger.sqlite.steps import Row, Statement
 from ledger.store import Head, StoredEvent
 
@@ -21,14 +19,6 @@ BATCH_WRITER_PATIENCE = 10.0
 """Seconds a batch writer gets to answer beyond the busy timeout, or to finish once closed, before
 it is killed."""
 BATCH_WRITER_ATTEMPTS = 3  # batch writers a batch may outlive before its callers hear "unavailable"
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-_CHECKOUT = "" if _PACKAGE_ROOT in site.getsitepackages() else _PACKAGE_ROOT
-"""Where this package stands when it is not installed: the batch writer imports this very one."""
-_LAUNCH = (
-    "import sys; sys.path[:0] = [p for p in sys.argv[1:2] if p]; "
-    "from ledger.sqlite.batch_writer import main; sys.exit(main(sys.argv[2:]))"
-)
-
 
 
 class BatchWriterGone(StoreUnavailableError):
@@ -58,9 +48,8 @@ class BatchWriter:
     async def start(self) -> None:
         """Start the process and wait until its connection is open (or say why it is not)."""
         try:
-            # -P: no working directory on its path, where another ``ledger`` could stand
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-P", "-c", _LAUNCH, _CHECKOUT, *self._args,
+                *helper_command("ledger.sqlite.batch_writer", *self._args),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C meant for the server does not reach it
             )
