@@ -35,6 +35,7 @@ from ledger.merkle import (
     root_at,
 )
 from ledger.notes import NoteSigner
+from ledger.sealing import SealWorker
 from ledger.store import EventStore, Head, StoredEvent, fold_reads
 from ledger.tables import Column, Row, TableSpec, TableWrites
 from ledger.verify import Checkpoint, VerificationError, VerifierKey, leaf_hash, node_hash, verify_checkpoint
@@ -142,14 +143,25 @@ class Signing:
     default_origin: str = "vote-ledger"
 
 
-class LogTree:
-    """The tree as one writer extends it: its frontier, its signer and its recent seals."""
+def seal_batch(signer: NoteSigner, before: Frontier, events: Sequence[StoredEvent]) -> Seal:
+    """The seal of ``events`` appended to the tree ``before``: its nodes and signed checkpoint."""
+    after, rows = before.extend([leaf_hash(event.body) for event in events])
+    note = signer.sign_checkpoint(after.size, after.root())
+    return Seal(before, after, events, rows, note)
 
-    def __init__(self, store: EventStore, signer: NoteSigner, frontier: Frontier) -> None:
+
+class LogTree:
+    """The tree as one writer extends it: its frontier, its signer, its recent seals, and the
+    worker that seals its large batches (``ledger.sealing``), if it has one."""
+
+    def __init__(
+        self, store: EventStore, signer: NoteSigner, frontier: Frontier, worker: SealWorker | None = None
+    ) -> None:
         self._store = store
         self.signer = signer
         self._frontier = frontier
         self._recent: deque[Seal] = deque(maxlen=RECENT_SEALS)
+        self.worker = worker
 
     @classmethod
     async def open(cls, store: EventStore, signing: Signing) -> LogTree:
@@ -158,7 +170,8 @@ class LogTree:
         and key. A checkpoint of the head is signed if there is none (an empty log has none)."""
         await store.create_tables(LEDGER_TABLES)
         latest = await store.seek(CHECKPOINTS, _LAST, before=True)
-        tree = cls(store, _signer(signing, latest), Frontier.EMPTY)
+        signer = _signer(signing, latest)
+        tree = cls(store, signer, Frontier.EMPTY, SealWorker(signer, signing.key))
         head = await store.head()
         try:
             loaded = await tree._load(head.seq)
@@ -208,9 +221,18 @@ class LogTree:
         """The tree rows and the signed checkpoint of a batch to append after ``head``."""
         await self._catch_up(head)
         before = self._frontier
-        after, rows = before.extend([leaf_hash(event.body) for event in events])
-        note = self.signer.sign_checkpoint(after.size, after.root())
-        return Seal(before, after, events, rows, note)
+        parts = None if self.worker is None else await self.worker.seal(before, events)
+        if parts is None:
+            return seal_batch(self.signer, before, events)
+        size, hashes, rows, note, receipts = parts
+        seal = Seal(before, Frontier(size, hashes), events, rows, note)
+        seal.__dict__["receipts_json"] = receipts  # the cached property, as the worker computed it
+        return seal
+
+    async def close(self) -> None:
+        """End the seal worker, if one runs."""
+        if self.worker is not None:
+            await self.worker.close()
 
     def sealed(self, seal: Seal) -> None:
         """The batch is durable: the tree now ends with it."""

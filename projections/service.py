@@ -399,4 +399,5 @@ class VoteLedger:
     async def close(self) -> None:
         """Commit or refuse everything queued, then release the store."""
         await self._writer.close()
+        await self.tree.close()
         await self.store.close()
