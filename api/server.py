@@ -40,6 +40,7 @@ from aiohttp.http_exceptions import (
 )
 
 from api.errors import ApiError, error_response
+from api.keys import LEDGER
 from api.settings import Settings, SettingsError
 
 log = logging.getLogger("vote_ledger.server")
@@ -238,6 +239,7 @@ async def _serve(
     runner = Runner(app, max_connections=limit, access_log_class=access_log_class, shutdown_timeout=30)
     await runner.setup()
     try:
+        await app[LEDGER].start_seal_worker()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
         await site.start()
         print(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)", file=sys.stderr)

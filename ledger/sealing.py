@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 OFFLOAD_FROM = 8  # events in a batch from which the worker seals it (below, the round trip costs more)
 ANSWER_WITHIN = 2.0  # seconds a worker has to seal a batch before it is killed (and the batch sealed here)
 RESTART_AFTER = 5.0  # seconds after a worker failed before another is started
+START_WITHIN = 10.0  # seconds a new worker has to be ready, beyond ANSWER_WITHIN
+_READY = b"ready\n"  # what a worker says once it can seal
 
 SealParts = tuple[int, tuple[bytes, ...], list[Row], str, list[bytes]]
 """What a worker answers: the frontier after the batch (size, hashes), the nodes the batch
@@ -98,23 +100,38 @@ class SealWorker:
             raise RuntimeError("the worker sealed another batch")
         return parts
 
+    async def start(self) -> None:
+        """Start the worker now and wait until it is ready (the service does, before it listens:
+        a process started under load takes the event loop and the other core for a moment)."""
+        if self._process is None and not self._closed:
+            if self._starting is None:
+                self._starting = asyncio.ensure_future(self._start())
+            await asyncio.wait((self._starting,))
+
     def _start_soon(self) -> None:
         if self._starting is not None or time.monotonic() - self._failed_at < RESTART_AFTER:
             return
         self._starting = asyncio.ensure_future(self._start())
 
     async def _start(self) -> None:
+        process = None
         try:
             process = await asyncio.create_subprocess_exec(
                 *helper_command("ledger.sealing"),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True,
             )
-            assert process.stdin is not None
+            assert process.stdin is not None and process.stdout is not None
             process.stdin.write(self._hello)
             await process.stdin.drain()
-        except (OSError, ConnectionError) as exc:
+            async with asyncio.timeout(self._answer_within + START_WITHIN):
+                said = await process.stdout.readexactly(len(_READY))
+            if said != _READY:
+                raise ConnectionError(f"it said {said!r}")
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
             self._failed_at = time.monotonic()
             log.warning("the seal worker cannot start (%s); batches are sealed in the server", exc)
+            if process is not None:
+                await _end(process)
             return
         finally:
             self._starting = None
@@ -162,6 +179,8 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         return
     seed, origin = cast(tuple[bytes, str], hello)
     signer = NoteSigner(origin, Ed25519PrivateKey.from_private_bytes(seed))
+    replies.write(_READY)
+    replies.flush()
     while (request := read_frame(requests)) is not None:
         size, hashes, rows = cast(tuple[int, tuple[bytes, ...], list[tuple[object, ...]]], request)
         try:

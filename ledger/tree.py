@@ -229,6 +229,11 @@ class LogTree:
         seal.__dict__["receipts_json"] = receipts  # the cached property, as the worker computed it
         return seal
 
+    async def start_worker(self) -> None:
+        """Start the seal worker now, rather than at the first large batch."""
+        if self.worker is not None:
+            await self.worker.start()
+
     async def close(self) -> None:
         """End the seal worker, if one runs."""
         if self.worker is not None:

@@ -396,6 +396,11 @@ class VoteLedger:
             probe = self._probe = asyncio.ensure_future(self.store.probe())
         await asyncio.shield(probe)
 
+    async def start_seal_worker(self) -> None:
+        """Start the process that seals large batches (``ledger.sealing``) before the load comes;
+        otherwise the first large batch starts it."""
+        await self.tree.start_worker()
+
     async def close(self) -> None:
         """Commit or refuse everything queued, then release the store."""
         await self._writer.close()

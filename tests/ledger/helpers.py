@@ -123,16 +123,22 @@ async def until_ended(pid: int, timeout: float = 10.0) -> None:
     raise AssertionError(f"process {pid} is still running after {timeout} s")
 
 
-def batch_writers(parent: int) -> list[int]:
-    """The ``ledger.sqlite.batch_writer`` processes that ``parent`` started and that still run."""
+def helper_processes(parent: int, module: str) -> list[int]:
+    """The helper processes running ``module`` (``ledger.pipes``) that ``parent`` started and that
+    still run."""
     found = []
     for pid in children(parent):
         try:
-            if _running(pid) and b"ledger.sqlite.batch_writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if _running(pid) and module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
         except OSError:  # ended meanwhile
             continue
     return found
+
+
+def batch_writers(parent: int) -> list[int]:
+    """The ``ledger.sqlite.batch_writer`` processes that ``parent`` started and that still run."""
+    return helper_processes(parent, "ledger.sqlite.batch_writer")
 
 
 def answered_inline(call: Coroutine[Any, Any, T]) -> T:

@@ -63,6 +63,12 @@ async def test_the_worker_seals_a_batch_exactly_as_the_server_does(worker: SealW
             assert parts == (here.after.size, here.after.hashes, here.rows, here.note, here.receipts_json)
 
 
+async def test_start_waits_until_the_worker_is_ready(worker: SealWorker) -> None:
+    await worker.start()
+    assert worker.pid is not None and alive(worker.pid)
+    assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_FROM, random.Random(7))) is not None
+
+
 async def test_a_small_batch_is_sealed_in_the_server_and_starts_no_worker(worker: SealWorker) -> None:
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_FROM - 1, random.Random(1))) is None
     await asyncio.sleep(0.2)

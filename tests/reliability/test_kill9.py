@@ -27,7 +27,7 @@ import pytest
 
 from ledger.events import Envelope, VoteCast
 from projections.commands import idempotency_digest
-from tests.ledger.helpers import batch_writers, until_ended
+from tests.ledger.helpers import batch_writers, helper_processes, until_ended
 from tests.reliability.helpers import (
     LEADER_CANDIDATES,
     MARATHON_CANDIDATES,
@@ -150,6 +150,8 @@ async def _voter(
 async def _load_until_killed(server: Server, voters: list[Voter], rnd: Round, number: int) -> None:
     writers = batch_writers(server.pid)
     assert writers, "the server runs no batch writer"
+    sealers = helper_processes(server.pid, "ledger.sealing")
+    assert sealers, "the server runs no seal worker (it starts one before it listens)"
     connector = aiohttp.TCPConnector(limit=WORKERS + 4)
     async with aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session:
         await asyncio.gather(*(_log_in(session, server.url, v) for v in voters))
@@ -159,8 +161,8 @@ async def _load_until_killed(server: Server, voters: list[Voter], rnd: Round, nu
     assert rnd.killed, f"only {rnd.acked} votes were acknowledged; the kill point was {rnd.kill_after}"
     server.process.wait(timeout=10)
     assert server.process.returncode == -signal.SIGKILL
-    for writer in writers:  # its input ends with the server: it does not live on beside the next one
-        await until_ended(writer)
+    for helper in writers + sealers:  # its input ends with the server: none lives on beside the next
+        await until_ended(helper)
 
 
 def _votes_by_seq(log: list[tuple[int, Envelope]]) -> dict[int, VoteCast]:
