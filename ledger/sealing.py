@@ -4,13 +4,15 @@ Sealing a batch (its leaf hashes, the nodes they complete, the signed checkpoint
 every receipt of it to JSON cost the server's event loop about 9 µs a vote, all of it Python
 holding the interpreter lock. A batch of ``OFFLOAD_FROM`` events or more goes instead to this
 process, on another core: the event loop pays for two pickles and a pipe round trip, while the
-batch's callers wait as they would have anyway. Smaller batches are sealed where they are.
+batch's callers wait as they would have anyway. Smaller batches are sealed where they are: the
+round trip costs the loop about 60 µs whatever the batch, as much as sealing 4 events here.
 
 The worker gets the checkpoint signing key and origin once, as its first message; then each
 request ``(frontier size, frontier hashes, event rows)`` gets ``(True, (size, hashes, rows, note,
 receipts))``, the same values ``ledger.tree.seal_batch`` gives in the server (Ed25519 signatures
-are deterministic). It is started when the first large batch comes, and meanwhile, or whenever it
-fails or is slow, batches are sealed in the server: a worker is a speed-up, never a dependency.
+are deterministic). ``serve`` starts it before it listens (other users of a ledger, at their first
+large batch); until it is ready, and whenever it fails or is slow, batches are sealed in the
+server: a worker is a speed-up, never a dependency.
 Like the batch writer it ignores SIGINT and SIGTERM and ends when its input does.
 """
 
@@ -34,7 +36,7 @@ from ledger.store import StoredEvent
 
 log = logging.getLogger(__name__)
 
-OFFLOAD_FROM = 8  # events in a batch from which the worker seals it (below, the round trip costs more)
+OFFLOAD_FROM = 8  # events in a batch from which the worker seals it (it saves the loop 20 µs at 8, 110 at 37)
 ANSWER_WITHIN = 2.0  # seconds a worker has to seal a batch before it is killed (and the batch sealed here)
 RESTART_AFTER = 5.0  # seconds after a worker failed before another is started
 START_WITHIN = 10.0  # seconds a new worker has to be ready, beyond ANSWER_WITHIN
@@ -46,7 +48,8 @@ completes, the signed checkpoint, and each event's receipt in JSON."""
 
 
 class SealWorker:
-    """This process's end of the worker: one request at a time; started on first use."""
+    """This process's end of the worker: one request at a time. ``start`` starts it (``serve``
+    does, before it listens); otherwise the first large batch does."""
 
     def __init__(
         self, signer: NoteSigner, key: Ed25519PrivateKey, answer_within: float = ANSWER_WITHIN
@@ -70,7 +73,10 @@ class SealWorker:
         if len(events) < OFFLOAD_FROM or self._closed:
             return None
         process = self._process
-        if process is None or process.returncode is not None:
+        if process is not None and process.returncode is not None:
+            self._fail(f"it ended with {process.returncode}")
+            process = None
+        if process is None:
             self._start_soon()
             return None
         if self._lock.locked():  # a batch sealed meanwhile, of a writer closing: not worth the wait
