@@ -212,7 +212,7 @@ class VoteLedger:
         self._unreachable = False
         self._stalled: asyncio.Future[None] | None = None  # a check that outlasted READ_WAIT
         self._check: asyncio.Future[None] | None = None  # the check the reads of the moment share
-        self._behind = False  # the store said others appended, and no check has followed yet
+        self._behind = False  # the store said others appended, and no check has followed since
         self._writer: GroupCommitWriter[Command, Result, Pending] = GroupCommitWriter(
             store, Decider(state, clock), max_batch, tree
         )
@@ -239,8 +239,9 @@ class VoteLedger:
         return ledger
 
     def fresh(self, max_staleness: float) -> bool:
-        """Whether the last check for other processes' appends is recent enough to skip ``refresh``."""
-        if self._behind or self._catching_up is not None:  # a check found commits: reads wait for it
+        """Whether the last check for other processes' appends is recent enough to skip ``refresh``
+        (never while a check that found some is following the log: reads wait for it)."""
+        if self._catching_up is not None or (self._check is not None and not self._check.done()):
             return False
         return time.monotonic() - self._checked < max_staleness
 
@@ -281,14 +282,15 @@ class VoteLedger:
     async def _nothing_new(self, max_staleness: float) -> bool:
         """Whether the state is known to be current: checked within ``max_staleness``, or the store
         says nobody else appended since the last check. Once it says they may have, the answer
-        stays no until a check has followed the log to its head."""
+        stays no until a check has followed the log to its head (one that failed is tried again,
+        once ``max_staleness`` has passed)."""
         if self.fresh(max_staleness):
             return True
-        if self._behind or self._catching_up is not None:
+        if self._catching_up is not None:
             return False
         self._checked = time.monotonic()
-        if await self.store.changed():
-            self._behind = True
+        if not self._behind:
+            self._behind = await self.store.changed()
         return not self._behind
 
     async def _follow(self) -> None:
