@@ -12,7 +12,7 @@ from typing import Any
 from bench.harness import drive, service_pids, tokens
 from bench.ledgers import BENCH_POLL, FAKE_HASH, bulk_ledger, execute_all
 from bench.processes import command, environment, free_port, in_workdir, serve, stop
-from bench.procfs import rss_kib
+from bench.procfs import command_line, rss_kib
 from bench.proofs import proof_latency
 from ledger.open import open_store
 from ledger.store import EventStore
@@ -45,10 +45,15 @@ async def _build_ledger(db: Path, events: int) -> dict[str, float]:
 
 
 def _resident(pid: int, suffix: str) -> dict[str, float]:
-    """The resident sizes of a served process and of its batch writer, in MiB."""
+    """The resident sizes of a served process and of its helper processes, in MiB."""
     helpers = service_pids(pid)[1:]
+
+    def of(module: bytes) -> float:
+        return round(sum(rss_kib(p) for p in helpers if module in command_line(p)) / 1024, 1)
+
     return {f"serve_rss_mib{suffix}": round(rss_kib(pid) / 1024, 1),
-            f"batch_writer_rss_mib{suffix}": round(sum(rss_kib(p) for p in helpers) / 1024, 1)}
+            f"batch_writer_rss_mib{suffix}": of(b"ledger.sqlite.batch_writer"),
+            f"seal_worker_rss_mib{suffix}": of(b"ledger.sealing")}
 
 
 async def _empty_projections(store: EventStore) -> None:

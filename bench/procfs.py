@@ -1,4 +1,5 @@
-"""What Linux's ``/proc`` tells of a process: its stat fields, its children and its resident size.
+"""What Linux's ``/proc`` tells of a process: its stat fields, its children, its command line and
+its resident size.
 
 Each answers None, nothing or 0 where ``/proc`` does not tell (another system, or a process that
 has ended).
@@ -36,3 +37,11 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def command_line(pid: int) -> bytes:
+    """The arguments ``pid`` was started with, NUL-separated."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -199,6 +199,7 @@ def test_the_ledger_benchmark_audits_both_ways_and_rebuilds_untouched_and_emptie
     assert figures["users"] > 0 and figures["serve_rss_mib"] > 0 and figures["batch_writer_rss_mib"] > 0
     assert figures["votes_after_start"] > 0  # votes by distinct users, then the memory again
     assert figures["serve_rss_mib_after_votes"] > 0 and figures["batch_writer_rss_mib_after_votes"] > 0
+    assert figures["seal_worker_rss_mib"] > 0  # serve starts its worker before it listens
     assert figures["workdir"] == str(tmp_path) and (tmp_path / "ledger.db").exists()
 
 
