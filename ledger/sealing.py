@@ -3,16 +3,20 @@
 Sealing a batch (its leaf hashes, the nodes they complete, the signed checkpoint) and writing
 every receipt of it to JSON cost the server's event loop about 9 µs a vote, all of it Python
 holding the interpreter lock. A batch of ``OFFLOAD_FROM`` events or more goes instead to this
-process, on another core: the event loop pays for two pickles and a pipe round trip, while the
-batch's callers wait as they would have anyway. Smaller batches are sealed where they are: the
-round trip costs the loop about 60 µs whatever the batch, as much as sealing 4 events here.
+process, on another core: the event loop pays for the pickles and the pipe, while the batch's
+callers wait as they would have anyway. Smaller batches are sealed where they are: the round trip
+costs the loop about 60 µs whatever the batch, as much as sealing 4 events here (and batches past
+``OFFLOAD_UPTO`` too).
 
-The worker gets the checkpoint signing key and origin once, as its first message; then each
-request ``(frontier size, frontier hashes, event rows)`` gets ``(True, (size, hashes, rows, note,
-receipts))``, the same values ``ledger.tree.seal_batch`` gives in the server (Ed25519 signatures
-are deterministic). ``serve`` starts it before it listens (other users of a ledger, at their first
-large batch); until it is ready, and whenever it fails or is slow, batches are sealed in the
-server: a worker is a speed-up, never a dependency.
+The worker gets the checkpoint signing key and origin once, as its first message, and says it
+is ready; then each request ``(frontier size, frontier hashes, event rows)`` gets two answers: at
+once ``(True, (size, hashes, rows, note))``, the seal, and then, while the server commits the
+batch, ``(True, receipts)``, each event's receipt in JSON: the same values
+``ledger.tree.seal_batch`` gives in the server (Ed25519 signatures are deterministic).
+
+``serve`` starts it before it listens (other users of a ledger, at their first large batch);
+until it is ready, and whenever it fails or is slow, batches are sealed (and receipts written) in
+the server: a worker is a speed-up, never a dependency.
 Like the batch writer it ignores SIGINT and SIGTERM and ends when its input does.
 """
 
@@ -37,14 +41,23 @@ from ledger.store import StoredEvent
 log = logging.getLogger(__name__)
 
 OFFLOAD_FROM = 8  # events in a batch from which the worker seals it (it saves the loop 20 µs at 8, 110 at 37)
+OFFLOAD_UPTO = 256
+"""Events in a batch past which it is sealed here again. Such batches come from bulk appends (an
+import, a burst of commands in one process), where the event loop has nothing else to do and
+nobody asks for receipts: the round trip of their rows costs more than sealing them here, and the
+worker's receipts would take the core the batch writer commits on (group-committed appends of
+512-event batches ran 12 % slower through the worker)."""
 ANSWER_WITHIN = 2.0  # seconds a worker has to seal a batch before it is killed (and the batch sealed here)
 RESTART_AFTER = 5.0  # seconds after a worker failed before another is started
 START_WITHIN = 10.0  # seconds a new worker has to be ready, beyond ANSWER_WITHIN
 _READY = b"ready\n"  # what a worker says once it can seal
 
-SealParts = tuple[int, tuple[bytes, ...], list[Row], str, list[bytes]]
-"""What a worker answers: the frontier after the batch (size, hashes), the nodes the batch
-completes, the signed checkpoint, and each event's receipt in JSON."""
+SealParts = tuple[int, tuple[bytes, ...], list[Row], str]
+"""A worker's first answer to a batch: the frontier after it (size, hashes), the nodes it
+completes, and the signed checkpoint."""
+Sealed = tuple[SealParts, "asyncio.Future[list[bytes]]"]
+"""The batch's seal, and each of its events' receipts in JSON, which the worker writes while the
+batch commits."""
 
 
 class SealWorker:
@@ -67,10 +80,10 @@ class SealWorker:
         """The worker's process id, while one runs."""
         return None if self._process is None else self._process.pid
 
-    async def seal(self, before: Frontier, events: Sequence[StoredEvent]) -> SealParts | None:
-        """The batch sealed by the worker; None when it has no worker ready (or this one failed
-        now): the caller seals the batch itself."""
-        if len(events) < OFFLOAD_FROM or self._closed:
+    async def seal(self, before: Frontier, events: Sequence[StoredEvent]) -> Sealed | None:
+        """The batch sealed by the worker, and its receipts to come; None when it has no worker
+        ready (or this one failed now): the caller seals the batch itself."""
+        if not OFFLOAD_FROM <= len(events) <= OFFLOAD_UPTO or self._closed:
             return None
         process = self._process
         if process is not None and process.returncode is not None:
@@ -79,32 +92,53 @@ class SealWorker:
         if process is None:
             self._start_soon()
             return None
-        if self._lock.locked():  # a batch sealed meanwhile, of a writer closing: not worth the wait
+        if self._lock.locked():  # the last batch's receipts are still coming: seal this one here
             return None
-        async with self._lock:
-            try:
-                async with asyncio.timeout(self._answer_within):
-                    return await self._exchange(process, before, events)
-            except BaseException as exc:  # out of step with the worker: it goes, whatever happened
-                self._fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-                if isinstance(exc, Exception):
-                    return None
-                raise
+        await self._lock.acquire()  # released once this batch's receipts are read
+        try:
+            async with asyncio.timeout(self._answer_within):
+                parts = await self._exchange(process, before, events)
+        except BaseException as exc:  # out of step with the worker: it goes, whatever happened
+            self._lock.release()
+            self._fail(_why(exc))
+            if isinstance(exc, Exception):
+                return None
+            raise
+        receipts = asyncio.ensure_future(self._receipts(process, len(events)))
+        receipts.add_done_callback(_seen)
+        return parts, receipts
 
     async def _exchange(
         self, process: asyncio.subprocess.Process, before: Frontier, events: Sequence[StoredEvent]
     ) -> SealParts:
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
         process.stdin.write(frame((before.size, before.hashes, [tuple(e) for e in events])))
         await process.stdin.drain()
+        parts = cast(SealParts, await self._reply(process))
+        if parts[0] != before.size + len(events):
+            raise RuntimeError("the worker sealed another batch")
+        return parts
+
+    async def _receipts(self, process: asyncio.subprocess.Process, count: int) -> list[bytes]:
+        try:
+            async with asyncio.timeout(self._answer_within):
+                receipts = cast(list[bytes], await self._reply(process))
+            if len(receipts) != count:
+                raise RuntimeError("the worker wrote the receipts of another batch")
+        except BaseException as exc:
+            self._fail(_why(exc))
+            raise
+        finally:
+            self._lock.release()
+        return receipts
+
+    async def _reply(self, process: asyncio.subprocess.Process) -> object:
+        assert process.stdout is not None
         (size,) = FRAME.unpack(await process.stdout.readexactly(FRAME.size))
         ok, value = pickle.loads(await process.stdout.readexactly(size))
         if not ok:
             raise RuntimeError(str(value))
-        parts = cast(SealParts, value)
-        if parts[0] != before.size + len(events) or len(parts[4]) != len(events):
-            raise RuntimeError("the worker sealed another batch")
-        return parts
+        return value
 
     async def start(self) -> None:
         """Start the worker now and wait until it is ready (the service does, before it listens:
@@ -191,12 +225,31 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         size, hashes, rows = cast(tuple[int, tuple[bytes, ...], list[tuple[object, ...]]], request)
         try:
             seal = seal_batch(signer, Frontier(size, hashes), StoredEvent.from_rows(rows))
-            reply: tuple[bool, object] = (True, (seal.after.size, seal.after.hashes, seal.rows, seal.note,
-                                                 seal.receipts_json))
+            _reply(replies, (True, (seal.after.size, seal.after.hashes, seal.rows, seal.note)))
         except Exception as exc:  # the server seals this batch itself
-            reply = (False, repr(exc))
-        replies.write(frame(reply))
-        replies.flush()
+            _reply(replies, (False, repr(exc)))
+            continue
+        try:  # while the server commits the batch
+            receipts: tuple[bool, object] = (True, seal.receipts_json)
+        except Exception as exc:  # the server writes them itself
+            receipts = (False, repr(exc))
+        _reply(replies, receipts)
+
+
+def _reply(replies: BinaryIO, message: tuple[bool, object]) -> None:
+    replies.write(frame(message))
+    replies.flush()
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _seen(receipts: asyncio.Future[list[bytes]]) -> None:
+    """Mark a failed receipts future's error as seen: nobody may ask for a receipt of the batch
+    (its receipts are then written in the server, from the seal)."""
+    if not receipts.cancelled():
+        receipts.exception()
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ store afterwards, and both give the same bytes (Ed25519 signatures are determini
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -103,6 +104,8 @@ class Seal:
     rows: list[Row]  # every node the batch completes, its leaves included
     note: str
     around: dict[int, list[bytes]] = field(default_factory=dict, compare=False)  # proofs share
+    written: asyncio.Future[list[bytes]] | None = field(default=None, compare=False)
+    """The receipts in JSON as the seal worker writes them, if it sealed the batch."""
 
     @cached_property
     def nodes(self) -> dict[Node, bytes]:
@@ -221,13 +224,11 @@ class LogTree:
         """The tree rows and the signed checkpoint of a batch to append after ``head``."""
         await self._catch_up(head)
         before = self._frontier
-        parts = None if self.worker is None else await self.worker.seal(before, events)
-        if parts is None:
+        sealed = None if self.worker is None else await self.worker.seal(before, events)
+        if sealed is None:
             return seal_batch(self.signer, before, events)
-        size, hashes, rows, note, receipts = parts
-        seal = Seal(before, Frontier(size, hashes), events, rows, note)
-        seal.__dict__["receipts_json"] = receipts  # the cached property, as the worker computed it
-        return seal
+        (size, hashes, rows, note), written = sealed
+        return Seal(before, Frontier(size, hashes), events, rows, note, written=written)
 
     async def start_worker(self) -> None:
         """Start the seal worker now, rather than at the first large batch."""
@@ -260,9 +261,14 @@ class LogTree:
     async def receipt_json(self, seq: int) -> bytes:
         """``receipt(seq)`` as JSON (written faster while its batch is recent)."""
         seal = self._recent_seal(seq)
-        if seal is not None:
-            return seal.receipt_json(seq)
-        return _JSON(await self.receipt(seq))
+        if seal is None:
+            return _JSON(await self.receipt(seq))
+        if seal.written is not None:
+            try:
+                return (await asyncio.shield(seal.written))[seq - seal.events[0].seq]
+            except Exception:  # the worker failed before it wrote them: written here instead
+                pass
+        return seal.receipt_json(seq)
 
     def _recent_seal(self, seq: int) -> Seal | None:
         for seal in reversed(self._recent):

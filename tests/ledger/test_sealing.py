@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import sealing
 from ledger.memory import MemoryEventStore
 from ledger.merkle import Frontier
-from ledger.sealing import OFFLOAD_FROM, SealWorker
+from ledger.sealing import OFFLOAD_FROM, OFFLOAD_UPTO, SealWorker
 from ledger.store import Head
 from ledger.tree import LogTree, seal_batch
 from ledger.verify import leaf_hash
@@ -58,9 +58,12 @@ async def test_the_worker_seals_a_batch_exactly_as_the_server_does(worker: SealW
         start, _ = Frontier.EMPTY.extend([leaf_hash(rng.randbytes(8)) for _ in range(before)])
         for count in (OFFLOAD_FROM, OFFLOAD_FROM + 1, 40):
             batch = events(before, count, rng)
-            parts = await worker.seal(start, batch)
+            sealed = await worker.seal(start, batch)
+            assert sealed is not None
+            parts, written = sealed
             here = seal_batch(signer(), start, batch)
-            assert parts == (here.after.size, here.after.hashes, here.rows, here.note, here.receipts_json)
+            assert parts == (here.after.size, here.after.hashes, here.rows, here.note)
+            assert await written == here.receipts_json
 
 
 async def test_start_waits_until_the_worker_is_ready(worker: SealWorker) -> None:
@@ -73,6 +76,12 @@ async def test_a_small_batch_is_sealed_in_the_server_and_starts_no_worker(worker
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_FROM - 1, random.Random(1))) is None
     await asyncio.sleep(0.2)
     assert worker.pid is None
+
+
+async def test_a_bulk_batch_is_sealed_in_the_server(worker: SealWorker) -> None:
+    await running(worker)
+    assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_UPTO, random.Random(9))) is not None
+    assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_UPTO + 1, random.Random(9))) is None
 
 
 async def test_a_killed_worker_is_replaced_and_its_batch_sealed_in_the_server(
@@ -124,10 +133,29 @@ async def test_a_tree_with_a_worker_gives_the_same_receipts_as_one_without(worke
         sealed = [await tree.seal(Head(size, bytes(32)), batch) for tree in (by_worker, by_server)]
         for tree, seal in zip((by_worker, by_server), sealed, strict=True):
             tree.sealed(seal)
-        assert ("receipts_json" in vars(sealed[0])) == (count >= OFFLOAD_FROM)  # the worker's, written
+        assert (sealed[0].written is not None) == (count >= OFFLOAD_FROM)  # the worker's receipts
         assert sealed[0].writes == sealed[1].writes
         for event in batch:
             written = await by_worker.receipt_json(event.seq)
             assert written == await by_server.receipt_json(event.seq)
             assert written == msgspec.json.encode(sealed[0].receipt(event.seq))
         size += count
+
+
+async def test_receipts_the_worker_did_not_write_before_it_died_are_written_in_the_server(
+    worker: SealWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sealing, "OFFLOAD_UPTO", 10_000)
+    pid = await running(worker)
+    tree = LogTree(MemoryEventStore.open(create=True), signer(), Frontier.EMPTY, worker)
+    batch = events(0, 5000, random.Random(8))  # its receipts take the worker a while to write
+
+    seal = await tree.seal(Head(0, bytes(32)), batch)
+    os.kill(pid, signal.SIGKILL)  # it has sent the seal, not yet the receipts
+    tree.sealed(seal)
+
+    assert seal.written is not None
+    with pytest.raises(asyncio.IncompleteReadError):  # its output ended
+        await seal.written
+    for event in (batch[0], batch[2500], batch[-1]):
+        assert await tree.receipt_json(event.seq) == msgspec.json.encode(seal.receipt(event.seq))
