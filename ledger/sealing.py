@@ -71,6 +71,7 @@ class SealWorker:
         self._answer_within = answer_within
         self._process: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
+        self._spawned = asyncio.Event()  # the process being started exists (or could not be made)
         self._failed_at = float("-inf")
         self._lock = asyncio.Lock()
         self._closed = False
@@ -140,13 +141,21 @@ class SealWorker:
             raise RuntimeError(str(value))
         return value
 
-    async def start(self) -> None:
-        """Start the worker now and wait until it is ready (the service does, before it listens:
-        a process started under load takes the event loop and the other core for a moment)."""
-        if self._process is None and not self._closed:
-            if self._starting is None:
-                self._starting = asyncio.ensure_future(self._start())
+    async def start(self, ready: bool = True) -> None:
+        """Start the worker now, and wait until it can seal; or, without ``ready``, only until its
+        process exists (``serve`` does that before it listens: a process forked under load holds
+        the event loop up, and its start takes the other core for a moment)."""
+        if self._process is not None or self._closed:
+            return
+        if self._starting is None:
+            self._spawned.clear()
+            self._starting = asyncio.ensure_future(self._start())
+        if ready:
             await asyncio.wait((self._starting,))
+            return
+        spawned = asyncio.ensure_future(self._spawned.wait())
+        await asyncio.wait((self._starting, spawned), return_when=asyncio.FIRST_COMPLETED)
+        spawned.cancel()
 
     def _start_soon(self) -> None:
         if self._starting is not None or time.monotonic() - self._failed_at < RESTART_AFTER:
@@ -162,6 +171,7 @@ class SealWorker:
             )
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(self._hello)
+            self._spawned.set()
             await process.stdin.drain()
             async with asyncio.timeout(self._answer_within + START_WITHIN):
                 said = await process.stdout.readexactly(len(_READY))
@@ -175,6 +185,7 @@ class SealWorker:
             return
         finally:
             self._starting = None
+            self._spawned.set()
         if self._closed:
             await _end(process)
         else:

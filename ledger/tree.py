@@ -231,9 +231,10 @@ class LogTree:
         return Seal(before, Frontier(size, hashes), events, rows, note, written=written)
 
     async def start_worker(self) -> None:
-        """Start the seal worker now, rather than at the first large batch."""
+        """Start the seal worker now, rather than at the first large batch (without waiting for
+        it to be ready: until it is, batches are sealed here)."""
         if self.worker is not None:
-            await self.worker.start()
+            await self.worker.start(ready=False)
 
     async def close(self) -> None:
         """End the seal worker, if one runs."""

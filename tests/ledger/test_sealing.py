@@ -72,6 +72,16 @@ async def test_start_waits_until_the_worker_is_ready(worker: SealWorker) -> None
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_FROM, random.Random(7))) is not None
 
 
+async def test_start_without_ready_returns_before_the_worker_is_ready(worker: SealWorker) -> None:
+    await worker.start(ready=False)
+    assert worker.pid is None  # its process exists, still importing: batches are sealed here
+    for _ in range(500):
+        if worker.pid is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert worker.pid is not None and alive(worker.pid)
+
+
 async def test_a_small_batch_is_sealed_in_the_server_and_starts_no_worker(worker: SealWorker) -> None:
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_FROM - 1, random.Random(1))) is None
     await asyncio.sleep(0.2)
