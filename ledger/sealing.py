@@ -14,9 +14,9 @@ once ``(True, (size, hashes, rows, note))``, the seal, and then, while the serve
 batch, ``(True, receipts)``, each event's receipt in JSON: the same values
 ``ledger.tree.seal_batch`` gives in the server (Ed25519 signatures are deterministic).
 
-``serve`` starts it before it listens (other users of a ledger, at their first large batch);
-until it is ready, and whenever it fails or is slow, batches are sealed (and receipts written) in
-the server: a worker is a speed-up, never a dependency.
+``serve`` starts it before it listens; other users of a ledger (the command line, a test) seal
+every batch themselves. Until it is ready, and whenever it fails or is slow, batches are sealed
+(and receipts written) in the server: a worker is a speed-up, never a dependency.
 Like the batch writer it ignores SIGINT and SIGTERM and ends when its input does.
 """
 
@@ -61,8 +61,8 @@ batch commits."""
 
 
 class SealWorker:
-    """This process's end of the worker: one request at a time. ``start`` starts it (``serve``
-    does, before it listens); otherwise the first large batch does."""
+    """This process's end of the worker: one request at a time. Nothing runs until ``start``
+    (``serve`` calls it before it listens); from then on a worker that failed is started again."""
 
     def __init__(
         self, signer: NoteSigner, key: Ed25519PrivateKey, answer_within: float = ANSWER_WITHIN
@@ -72,6 +72,7 @@ class SealWorker:
         self._process: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
         self._spawned = asyncio.Event()  # the process being started exists (or could not be made)
+        self._wanted = False  # started once: kept running (started again after a failure)
         self._failed_at = float("-inf")
         self._lock = asyncio.Lock()
         self._closed = False
@@ -91,7 +92,8 @@ class SealWorker:
             self._fail(f"it ended with {process.returncode}")
             process = None
         if process is None:
-            self._start_soon()
+            if self._wanted:
+                self._start_soon()
             return None
         if self._lock.locked():  # the last batch's receipts are still coming: seal this one here
             return None
@@ -145,6 +147,7 @@ class SealWorker:
         """Start the worker now, and wait until it can seal; or, without ``ready``, only until its
         process exists (``serve`` does that before it listens: a process forked under load holds
         the event loop up, and its start takes the other core for a moment)."""
+        self._wanted = True
         if self._process is not None or self._closed:
             return
         if self._starting is None:

@@ -231,8 +231,8 @@ class LogTree:
         return Seal(before, Frontier(size, hashes), events, rows, note, written=written)
 
     async def start_worker(self) -> None:
-        """Start the seal worker now, rather than at the first large batch (without waiting for
-        it to be ready: until it is, batches are sealed here)."""
+        """Start the seal worker (without waiting for it to be ready: until it is, batches are
+        sealed here). A tree whose worker was never started seals every batch itself."""
         if self.worker is not None:
             await self.worker.start(ready=False)
 

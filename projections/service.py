@@ -399,8 +399,8 @@ class VoteLedger:
         await asyncio.shield(probe)
 
     async def start_seal_worker(self) -> None:
-        """Start the process that seals large batches (``ledger.sealing``) before the load comes
-        (otherwise the first large batch starts it); it gets ready in the background."""
+        """Start the process that seals large batches (``ledger.sealing``), which gets ready in the
+        background; a ledger that never starts it seals every batch itself."""
         await self.tree.start_worker()
 
     async def close(self) -> None:
