@@ -41,6 +41,12 @@ async def worker() -> AsyncIterator[SealWorker]:
     await started.close()
 
 
+async def started(worker: SealWorker) -> int:
+    """Start the worker and wait until it runs; its pid."""
+    await worker.start()
+    return await running(worker)
+
+
 async def running(worker: SealWorker) -> int:
     """Wait until a worker runs (a started one that failed is started again at the next large
     batch); its pid."""
@@ -54,8 +60,7 @@ async def running(worker: SealWorker) -> int:
 
 async def test_the_worker_seals_a_batch_exactly_as_the_server_does(worker: SealWorker) -> None:
     rng = random.Random(9162)
-    await worker.start()
-    await running(worker)
+    await started(worker)
     for before in (0, 1, 7, 64, 1000):
         start, _ = Frontier.EMPTY.extend([leaf_hash(rng.randbytes(8)) for _ in range(before)])
         for count in (OFFLOAD_FROM, OFFLOAD_FROM + 1, 40):
@@ -96,8 +101,7 @@ async def test_a_small_batch_is_sealed_in_the_server(worker: SealWorker) -> None
 
 
 async def test_a_bulk_batch_is_sealed_in_the_server(worker: SealWorker) -> None:
-    await worker.start()
-    await running(worker)
+    await started(worker)
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_UPTO, random.Random(9))) is not None
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_UPTO + 1, random.Random(9))) is None
 
@@ -106,8 +110,7 @@ async def test_a_killed_worker_is_replaced_and_its_batch_sealed_in_the_server(
     worker: SealWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sealing, "RESTART_AFTER", 0.0)
-    await worker.start()
-    first = await running(worker)
+    first = await started(worker)
     os.kill(first, signal.SIGKILL)
 
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_FROM, random.Random(2))) is None
@@ -120,8 +123,7 @@ async def test_a_killed_worker_is_replaced_and_its_batch_sealed_in_the_server(
 async def test_a_hung_worker_is_killed_at_its_deadline_and_the_batch_sealed_in_the_server(
     worker: SealWorker,
 ) -> None:
-    await worker.start()
-    pid = await running(worker)
+    pid = await started(worker)
     os.kill(pid, signal.SIGSTOP)
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -134,8 +136,7 @@ async def test_a_hung_worker_is_killed_at_its_deadline_and_the_batch_sealed_in_t
 
 
 async def test_closing_ends_the_worker(worker: SealWorker) -> None:
-    await worker.start()
-    pid = await running(worker)
+    pid = await started(worker)
     await worker.close()
     assert not alive(pid)
     assert await worker.seal(Frontier.EMPTY, events(0, OFFLOAD_FROM, random.Random(5))) is None
@@ -145,8 +146,7 @@ async def test_closing_ends_the_worker(worker: SealWorker) -> None:
 
 async def test_a_tree_with_a_worker_gives_the_same_receipts_as_one_without(worker: SealWorker) -> None:
     rng = random.Random(6962)
-    await worker.start()
-    await running(worker)
+    await started(worker)
     by_worker = LogTree(MemoryEventStore.open(create=True), signer(), Frontier.EMPTY, worker)
     by_server = LogTree(MemoryEventStore.open(create=True), signer(), Frontier.EMPTY)
     size = 0
@@ -168,8 +168,7 @@ async def test_receipts_the_worker_did_not_write_before_it_died_are_written_in_t
     worker: SealWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sealing, "OFFLOAD_UPTO", 10_000)
-    await worker.start()
-    pid = await running(worker)
+    pid = await started(worker)
     tree = LogTree(MemoryEventStore.open(create=True), signer(), Frontier.EMPTY, worker)
     batch = events(0, 5000, random.Random(8))  # its receipts take the worker a while to write
 
