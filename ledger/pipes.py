@@ -4,13 +4,17 @@ standard input and output, one request at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import site
 import struct
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:  # only: the helpers import this module, and the batch writer keeps asyncio out
+    import asyncio
 
 FRAME = struct.Struct("<I")  # each message's length, before it
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
@@ -45,6 +49,27 @@ def read_frame(stream: BinaryIO) -> object | None:
         return None
     message: object = pickle.loads(payload)
     return message
+
+
+async def receive(stream: asyncio.StreamReader) -> object:
+    """The next message from a helper (``asyncio.IncompleteReadError`` once its output has ended)."""
+    (size,) = FRAME.unpack(await stream.readexactly(FRAME.size))
+    message: object = pickle.loads(await stream.readexactly(size))
+    return message
+
+
+async def reap(process: asyncio.subprocess.Process, patience: float) -> None:
+    """Wait up to ``patience`` seconds for a helper to end, then kill it."""
+    import asyncio  # here, for the same reason
+
+    if process.returncode is not None:
+        return
+    try:
+        await asyncio.wait_for(process.wait(), patience)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            process.kill()
+        await process.wait()
 
 
 def helper_streams() -> tuple[BinaryIO, BinaryIO]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
 import signal
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.merkle import Frontier, Row
 from ledger.notes import NoteSigner
-from ledger.pipes import FRAME, frame, helper_command, helper_streams, read_frame
+from ledger.pipes import frame, helper_command, helper_streams, read_frame, reap, receive
 from ledger.store import StoredEvent
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,6 @@ class SealWorker:
         self._answer_within = answer_within
         self._process: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
-        self._spawned = asyncio.Event()  # the process being started exists (or could not be made)
         self._wanted = False  # started once: kept running (started again after a failure)
         self._failed_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -137,28 +135,19 @@ class SealWorker:
 
     async def _reply(self, process: asyncio.subprocess.Process) -> object:
         assert process.stdout is not None
-        (size,) = FRAME.unpack(await process.stdout.readexactly(FRAME.size))
-        ok, value = pickle.loads(await process.stdout.readexactly(size))
+        ok, value = cast(tuple[bool, object], await receive(process.stdout))
         if not ok:
             raise RuntimeError(str(value))
         return value
 
     async def start(self, ready: bool = True) -> None:
-        """Start the worker now, and wait until it can seal; or, without ``ready``, only until its
-        process exists (``serve`` does that before it listens: a process forked under load holds
-        the event loop up, and its start takes the other core for a moment)."""
+        """Start the worker now; with ``ready``, wait until it can seal (``serve`` does not wait:
+        until the worker is ready, batches are sealed in the server)."""
         self._wanted = True
-        if self._process is not None or self._closed:
-            return
-        if self._starting is None:
-            self._spawned.clear()
+        if self._process is None and self._starting is None and not self._closed:
             self._starting = asyncio.ensure_future(self._start())
-        if ready:
+        if ready and self._starting is not None:
             await asyncio.wait((self._starting,))
-            return
-        spawned = asyncio.ensure_future(self._spawned.wait())
-        await asyncio.wait((self._starting, spawned), return_when=asyncio.FIRST_COMPLETED)
-        spawned.cancel()
 
     def _start_soon(self) -> None:
         if self._starting is not None or time.monotonic() - self._failed_at < RESTART_AFTER:
@@ -174,7 +163,6 @@ class SealWorker:
             )
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(self._hello)
-            self._spawned.set()
             await process.stdin.drain()
             async with asyncio.timeout(self._answer_within + START_WITHIN):
                 said = await process.stdout.readexactly(len(_READY))
@@ -188,7 +176,6 @@ class SealWorker:
             return
         finally:
             self._starting = None
-            self._spawned.set()
         if self._closed:
             await _end(process)
         else:
@@ -214,14 +201,10 @@ class SealWorker:
 
 
 async def _end(process: asyncio.subprocess.Process) -> None:
+    """Close its input, which ends it; kill it if it has not ended within a second."""
     if process.stdin is not None:
         process.stdin.close()
-    try:
-        await asyncio.wait_for(process.wait(), 1.0)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+    await reap(process, 1.0)
 
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:

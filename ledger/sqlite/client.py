@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
 from ledger.errors import LedgerError, StoreUnavailableError
-from ledger.pipes import FRAME, frame, helper_command
+from ledger.pipes import frame, helper_command, reap, receive
 from ledger.sqlite.steps import Row, Statement
 from ledger.store import Head, StoredEvent
 
@@ -130,8 +129,7 @@ class BatchWriter:
     async def _reply(self, stdout: asyncio.StreamReader) -> tuple[bool, object]:
         """The next reply; a process that ends first, or answers what cannot be read, is let go."""
         try:
-            (size,) = FRAME.unpack(await stdout.readexactly(FRAME.size))
-            reply: tuple[bool, object] = pickle.loads(await stdout.readexactly(size))
+            reply = cast(tuple[bool, object], await receive(stdout))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise await self._let_go("process ended") from exc
         except Exception as exc:  # out of step with it: nothing it says can be trusted any more
@@ -145,15 +143,8 @@ class BatchWriter:
 
     async def _reap(self, patience: float = 0.0) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.returncode is None:
-            try:
-                await asyncio.wait_for(process.wait(), patience)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-                    process.kill()
-                await process.wait()
+        if process is not None:
+            await reap(process, patience)
 
 
 def _unwrap(reply: tuple[bool, object]) -> object:
