@@ -6,10 +6,9 @@ import asyncio
 import base64
 import uuid
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.procfs import children, stat_fields
+from bench.procfs import children, command_line, stat_fields
 from ledger.chain import chain, link
 from ledger.events import PollOpened, UserRegistered, encode
 from ledger.notes import key_from_text
@@ -126,14 +125,7 @@ async def until_ended(pid: int, timeout: float = 10.0) -> None:
 def helper_processes(parent: int, module: str) -> list[int]:
     """The helper processes running ``module`` (``ledger.pipes``) that ``parent`` started and that
     still run."""
-    found = []
-    for pid in children(parent):
-        try:
-            if _running(pid) and module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-        except OSError:  # ended meanwhile
-            continue
-    return found
+    return [pid for pid in children(parent) if _running(pid) and module.encode() in command_line(pid)]
 
 
 def batch_writers(parent: int) -> list[int]:
