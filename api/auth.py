@@ -15,6 +15,7 @@ import jwt
 import msgspec
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from jwt.algorithms import HMACAlgorithm
 
 from api.errors import ApiError
 from api.hashing import LOGIN, SIGNUP, WorkQueues
@@ -40,8 +41,23 @@ class Claims(msgspec.Struct):
 
 
 _ALGORITHM = "HS256"
-_JWS = jwt.PyJWS(algorithms=[_ALGORITHM])
 _CLAIMS = msgspec.json.Decoder(Claims)
+
+
+class _HS256ForOneSecret(HMACAlgorithm):
+    """PyJWT's HS256 for the service's one secret.
+
+    PyJWT checks the key it is given (that it is no PEM, SSH or DER key, which an HMAC must not
+    use) at every token it verifies: 8 µs of each. The secret is checked once, here, instead.
+    """
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._secret = secret
+        self._prepared = super().prepare_key(secret)
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return self._prepared if key == self._secret else super().prepare_key(key)
 
 
 def _invalid() -> ApiError:
@@ -169,7 +185,7 @@ server by 43 MiB under a bench of distinct voters; 10,000 covers the users activ
 class VerifiedTokens:
     """Tokens that passed verification, with their user id and ``exp``.
 
-    On every request after a token's first, ``verify`` costs 1.2 µs instead of about 30 µs (27 µs
+    On every request after a token's first, ``verify`` costs 1.2 µs instead of about 21 µs (18 µs
     of them in ``_decode``). Only tokens that passed are kept, each is checked against the clock
     again at every use, and past ``size`` the oldest goes first (tokens share one lifetime, so it
     is also the nearest to expiry).
@@ -202,8 +218,14 @@ class Authenticator(Passwords):
     """Passwords, and the tokens that a right password earns: issued and verified here."""
 
     def __init__(self, settings: Settings, secret: str) -> None:
+        try:
+            algorithm = _HS256ForOneSecret(secret)
+        except jwt.InvalidKeyError as exc:
+            raise SecretError(f"the JWT secret cannot be used: {exc}") from None
         super().__init__(settings, {LOGIN: settings.login_queue, SIGNUP: settings.signup_queue})
         self._secret = secret
+        self._jws = jwt.PyJWS(algorithms=[])  # HS256 only, and as registered here
+        self._jws.register_algorithm(_ALGORITHM, algorithm)
         self._lifetime = settings.token_lifetime
         self._verified = VerifiedTokens()
 
@@ -248,14 +270,15 @@ class Authenticator(Passwords):
         and its times checked as ``jwt.decode`` checks them, with no leeway: a token whose ``iat``
         or ``nbf`` is still to come is refused, and one at or past its ``exp`` is
         ``token_expired``. ``jwt.decode`` would parse the payload with ``json`` and check the
-        claims by name before they were typed: 34 µs a token, against 27 µs this way.
+        claims by name before they were typed, and check the key at every token: 34 µs a token,
+        against 18 µs this way.
         """
         if "=" in token:
             # PyJWT accepts padded segments; a compact JWS has none (RFC 7515), and one spelling
             # per token keeps one cache entry per token
             raise _invalid()
         try:
-            signed = _JWS.decode_complete(token, self._secret, algorithms=[_ALGORITHM])
+            signed = self._jws.decode_complete(token, self._secret, algorithms=[_ALGORITHM])
             claims = _CLAIMS.decode(signed["payload"])
         except (jwt.PyJWTError, msgspec.DecodeError):
             raise _invalid() from None

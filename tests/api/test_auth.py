@@ -30,6 +30,7 @@ from tests.api.helpers import (
     unsigned_token,
 )
 from tests.conftest import TEST_SECRET, MakeClient, signup_and_login
+from tests.reliability.helpers import free_port, run_cli
 
 PROTECTED = ["/vote?id=1", "/api/v1/me"]
 
@@ -142,6 +143,22 @@ def test_verified_tokens_keep_at_most_their_size_and_drop_the_oldest_first() -> 
     assert len(verified) == 3
     kept = [verified.get(f"t{n}", now=0) for n in range(5)]
     assert [c.sub if c else None for c in kept] == [None, None, "user2", "user3", "user4"]
+
+
+@pytest.mark.parametrize("secret", [
+    "ssh-rsa " + "A" * 40,
+    "-----BEGIN PUBLIC KEY-----\n" + "A" * 40 + "\n-----END PUBLIC KEY-----",
+])
+def test_a_secret_pyjwt_takes_for_an_asymmetric_key_stops_serve_in_one_line(tmp_path: Path, secret: str
+                                                                             ) -> None:
+    """PyJWT refuses such a key as an HMAC secret: at start-up, not at every login (a 500)."""
+    db = tmp_path / "ledger.db"
+    result = run_cli("serve", "--db", str(db), "--port", str(free_port()),
+                     env={"VOTE_LEDGER_JWT_SECRET": secret}, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the JWT secret cannot be used" in lines[0], result.stderr
 
 
 # --- the generated secret ---------------------------------------------------------------------------
