@@ -149,8 +149,7 @@ def test_verified_tokens_keep_at_most_their_size_and_drop_the_oldest_first() -> 
     "ssh-rsa " + "A" * 40,
     "-----BEGIN PUBLIC KEY-----\n" + "A" * 40 + "\n-----END PUBLIC KEY-----",
 ])
-def test_a_secret_pyjwt_takes_for_an_asymmetric_key_stops_serve_in_one_line(tmp_path: Path, secret: str
-                                                                             ) -> None:
+def test_a_public_key_as_the_secret_stops_serve_in_one_line(tmp_path: Path, secret: str) -> None:
     """PyJWT refuses such a key as an HMAC secret: at start-up, not at every login (a 500)."""
     db = tmp_path / "ledger.db"
     result = run_cli("serve", "--db", str(db), "--port", str(free_port()),
