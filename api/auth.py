@@ -145,16 +145,18 @@ class Passwords:
     (``HashingBusyError`` past it); None, as for the commands, lets any number wait.
     """
 
-    def __init__(self, settings: Settings, queues: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, queues: Mapping[str, int] | None = None, workers: int | None = None
+    ) -> None:
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost,
             parallelism=settings.argon2_parallelism,
             type=Type.ID,
         )
-        # one core fewer than the machine has: the event loop keeps one to itself while a burst
-        # of signups hashes
-        workers = max(1, (os.cpu_count() or 2) - 1)
+        # by default one core fewer than the machine has: the event loop keeps one to itself while
+        # a burst of signups hashes
+        workers = workers or max(1, (os.cpu_count() or 2) - 1)
         limits = {kind: (queues or {}).get(kind) for kind in (LOGIN, SIGNUP)}
         self._work = WorkQueues(workers, limits, "argon2")
         # Checked when the email is unknown, so that a miss costs as much as a wrong password.

@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
 
+from api.cli import IMPORT_CHUNK
 from projections.commands import CastVote
 from projections.state import VoteRecord
 from tests.conftest import open_vote_ledger
@@ -100,3 +103,31 @@ async def test_an_export_holds_no_personal_data_and_verifies_offline(ledger_url:
     summary["tallies"]["leader"] = {c: n + 1 for c, n in summary["tallies"]["leader"].items()}
     (export / "log.json").write_text(json.dumps(summary), encoding="utf-8")
     assert "tall" in refused("verify", "export", str(export), "--key", key)
+
+
+async def test_an_import_of_several_chunks_gives_each_user_their_own_password(tmp_path: Path) -> None:
+    """The import hashes a chunk of users' passwords at once, on every core, then registers them:
+    every user gets the hash of their own password, across chunk boundaries, and a repeated email
+    keeps the first registration's."""
+    count = 2 * IMPORT_CHUNK + 345
+    users = write_users(tmp_path / "users.jsonl", count)
+    repeated = (users[10][0], "another password")  # in the last chunk, an email of the first
+    with (tmp_path / "users.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"email": repeated[0], "name": "again", "password": repeated[1]}) + "\n")
+    db = str(tmp_path / "ledger.db")
+    assert f"{count:,} added, 1 skipped" in ok("users", "import", str(tmp_path / "users.jsonl"), "--db", db)
+    ledger = await open_vote_ledger(db)
+    try:
+        hasher = PasswordHasher()
+        for n in (0, 10, IMPORT_CHUNK - 1, IMPORT_CHUNK, 2 * IMPORT_CHUNK - 1, 2 * IMPORT_CHUNK, count - 1):
+            email, password = users[n]
+            user = ledger.state.user_by_email(email)
+            assert user is not None
+            stored = await ledger.password_hash(user)
+            assert stored is not None and hasher.verify(stored, password), email
+        first = ledger.state.user_by_email(repeated[0])
+        assert first is not None
+        with pytest.raises(VerificationError):
+            hasher.verify(await ledger.password_hash(first) or "", repeated[1])
+    finally:
+        await ledger.close()
