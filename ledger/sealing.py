@@ -66,7 +66,7 @@ class SealWorker:
     def __init__(
         self, signer: NoteSigner, key: Ed25519PrivateKey, answer_within: float = ANSWER_WITHIN
     ) -> None:
-        self._hello = frame((key.private_bytes_raw(), signer.origin))
+        self._key, self._origin = key, signer.origin  # told to each worker as it starts
         self._answer_within = answer_within
         self._process: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -162,7 +162,7 @@ class SealWorker:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True,
             )
             assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(self._hello)
+            process.stdin.write(frame((self._key.private_bytes_raw(), self._origin)))
             await process.stdin.drain()
             async with asyncio.timeout(self._answer_within + START_WITHIN):
                 said = await process.stdout.readexactly(len(_READY))

@@ -1,6 +1,6 @@
 """The seal worker (``ledger.sealing``): a real process that seals large batches exactly as the
-server would, started when the first one comes, and replaced, never waited on, when it dies or
-hangs (the server then seals the batch itself)."""
+server would, started by ``start`` (``serve`` calls it), and replaced, never waited on, when it
+dies or hangs (the server then seals the batch itself)."""
 
 from __future__ import annotations
 
