@@ -73,6 +73,7 @@ class SealWorker:
         self._wanted = False  # started once: kept running (started again after a failure)
         self._failed_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._killed: set[asyncio.Future[int]] = set()  # failed workers, until they are reaped
         self._closed = False
 
     @property
@@ -185,9 +186,15 @@ class SealWorker:
         process, self._process = self._process, None
         self._failed_at = time.monotonic()
         log.warning("the seal worker failed (%s); batches are sealed in the server for now", why)
-        if process is not None and process.returncode is None:
+        if process is None:
+            return
+        if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
+        # reaped in the background, and by ``close`` at the latest: nothing of it outlives the loop
+        reaped = asyncio.ensure_future(process.wait())
+        self._killed.add(reaped)
+        reaped.add_done_callback(self._killed.discard)
 
     async def close(self) -> None:
         """End the worker (it is killed if it does not end by itself within a second)."""
@@ -198,6 +205,8 @@ class SealWorker:
             process, self._process = self._process, None
             if process is not None:
                 await _end(process)
+        if self._killed:
+            await asyncio.wait(self._killed)
 
 
 async def _end(process: asyncio.subprocess.Process) -> None:
